@@ -23,6 +23,15 @@
 //! policy source completely before a filter may use it; [`config`] is the
 //! plugin configuration that carries the policy into the proxy.
 
+// A panic inside the proxy takes the VM down for every later request on that
+// worker: impossible states become errors that fail closed instead.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 pub mod authorize;
 pub mod config;
 pub mod decide;
