@@ -19,7 +19,7 @@
 //! 6. the key: exact `kid` lookup, key type against the algorithm, the key's
 //!    `use`/`key_ops`, then the key's own `alg`;
 //! 7. the signature, in the algorithm's fixed form only;
-//! 8. the claims: `aud`, `exp`, `nbf`, `iat`, lifetime and `sub`.
+//! 8. the claims: `exp`, `nbf`, `iat`, lifetime, `aud`, then `sub`.
 //!
 //! [`cache`] keeps verified tokens per VM so that a repeated token costs one
 //! hash and one comparison.
