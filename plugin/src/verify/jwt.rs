@@ -79,7 +79,9 @@ impl Issuers {
     ///
     /// Returns an error naming the issuer and the problem.
     pub fn compile(specs: &[IssuerSpec]) -> Result<Self, IssuerError> {
-        Ok(Self { names: specs.iter().map(|s| s.name.clone()).collect() })
+        Ok(Self {
+            names: specs.iter().map(|s| s.name.clone()).collect(),
+        })
     }
 
     /// Whether an issuer of this policy name exists.
