@@ -26,7 +26,7 @@ pub fn tamper(token: &str, claim: &str, value: Value) -> String {
     let mut parts = token.splitn(3, '.');
     let (header, payload, signature) = (parts.next(), parts.next(), parts.next());
     let mut claims: Value = payload
-        .and_then(|p| base64url_decode(p))
+        .and_then(base64url_decode)
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Null);
     if let Some(object) = claims.as_object_mut() {
