@@ -16,7 +16,7 @@
 //! configuration that does not compile is refused with an error that says
 //! where, and the proxy rejects it.
 
-use crate::policy::{Policy, PolicySource};
+use crate::policy::{Policy, PolicySource, describe_json_error};
 use serde::Deserialize;
 use std::fmt;
 
@@ -72,14 +72,8 @@ impl Config {
     /// Returns the position of a syntax error, or the path to the first
     /// setting or policy element that does not make sense.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let source: ConfigSource = serde_json::from_slice(bytes).map_err(|e| {
-            ConfigError(format!(
-                "configuration: line {} column {}: {}",
-                e.line(),
-                e.column(),
-                e
-            ))
-        })?;
+        let source: ConfigSource = serde_json::from_slice(bytes)
+            .map_err(|e| ConfigError(format!("configuration: {}", describe_json_error(&e))))?;
         check_header_name("api_key_header", &source.api_key_header)?;
         check_header_name("header_prefix", &source.header_prefix)?;
         if source.api_key_header.starts_with(&source.header_prefix) {

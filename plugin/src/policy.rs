@@ -14,6 +14,7 @@ mod compile;
 mod path;
 mod source;
 
+pub(crate) use compile::describe_json_error;
 pub use compile::{Group, Identity, Policy, PolicyError, Status};
 pub use path::{PathPattern, canonical_path};
 pub use source::{

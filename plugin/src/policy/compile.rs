@@ -86,14 +86,8 @@ impl Policy {
     /// Returns the line and column of a syntax or shape error, or the path
     /// to the first element that does not make sense.
     pub fn from_json(text: &str) -> Result<Self, PolicyError> {
-        let source: PolicySource = serde_json::from_str(text).map_err(|e| {
-            PolicyError(format!(
-                "line {} column {}: {}",
-                e.line(),
-                e.column(),
-                strip_position(&e)
-            ))
-        })?;
+        let source: PolicySource =
+            serde_json::from_str(text).map_err(|e| PolicyError(describe_json_error(&e)))?;
         Self::compile(&source)
     }
 
@@ -355,12 +349,13 @@ fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
     Ok(out)
 }
 
-/// serde_json appends " at line L column C"; the caller reports position
-/// first, so the suffix is dropped.
-fn strip_position(e: &serde_json::Error) -> String {
+/// `line L column C: message` for a JSON error. serde_json puts the
+/// position last; operators look for it first.
+pub(crate) fn describe_json_error(e: &serde_json::Error) -> String {
     let text = e.to_string();
-    match text.rfind(" at line ") {
-        Some(at) => text.get(..at).unwrap_or(&text).to_owned(),
-        None => text,
-    }
+    let message = match text.rfind(" at line ") {
+        Some(at) => text.get(..at).unwrap_or(&text),
+        None => &text,
+    };
+    format!("line {} column {}: {message}", e.line(), e.column())
 }
