@@ -27,7 +27,7 @@
 pub mod algorithm;
 pub mod apikey;
 pub mod base64url;
-
+pub mod cache;
 mod claims;
 mod error;
 pub mod issuer;
@@ -37,7 +37,7 @@ pub mod jwt;
 mod roca;
 
 pub use algorithm::Algorithm;
-
+pub use cache::TokenCache;
 pub use error::{IssuerError, Segment, TokenError};
 pub use issuer::{IssuerSpec, Issuers};
 pub use jwt::VerifiedToken;

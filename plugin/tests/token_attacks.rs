@@ -398,3 +398,15 @@ fn messages_never_quote_the_token() {
     assert!(!err.to_string().contains(secretish));
     assert!(!format!("{err:?}").contains(secretish));
 }
+
+#[test]
+fn debug_output_never_shows_a_shared_secret() {
+    let key = TestKey::hmac();
+    let spec = spec(&["HS256"], &[&key]);
+    let secret = key.jwk()["k"].as_str().unwrap().to_owned();
+    let issuers = Issuers::compile(std::slice::from_ref(&spec)).unwrap();
+    for debug in [format!("{spec:?}"), format!("{issuers:?}")] {
+        assert!(!debug.contains(&secret), "{debug}");
+    }
+    assert!(format!("{issuers:?}").contains("Secret(64 bytes, redacted)"));
+}
