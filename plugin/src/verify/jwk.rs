@@ -265,8 +265,10 @@ impl KeySet {
         Ok(fitting)
     }
 
-    /// Verifies `signature` over `message` with the keys [`Self::candidates`]
-    /// offers, returning the `kid` of the key that verified it.
+    /// Verifies `signature` over `message` with the keys a token may be
+    /// checked against (an exact `kid` match; without a `kid`, the only key
+    /// or every key that fits `alg`), returning the `kid` of the key that
+    /// verified it.
     ///
     /// # Errors
     ///
