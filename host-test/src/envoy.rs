@@ -151,7 +151,7 @@ impl Envoy {
         std::fs::write(&config_path, config).map_err(|e| fail("writing envoy.yaml", e))?;
         let log = dir.join("envoy.log");
         let envoy = start_envoy(&binary, &config_path, &log)?;
-        let envoy = Self {
+        let mut envoy = Self {
             envoy,
             upstream,
             port,
@@ -236,9 +236,15 @@ impl Envoy {
         }
     }
 
-    fn wait_ready(&self, admin: u16, upstream_port: u16) -> Result<(), EnvoyError> {
+    fn wait_ready(&mut self, admin: u16, upstream_port: u16) -> Result<(), EnvoyError> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.envoy.try_wait() {
+                return Err(EnvoyError(format!(
+                    "envoy exited ({status}); its log:\n{}",
+                    self.log()
+                )));
+            }
             let ready = http_get(admin, "/ready").is_some_and(|r| r.status == 200);
             let upstream = TcpStream::connect(("127.0.0.1", upstream_port)).is_ok();
             if ready && upstream {
