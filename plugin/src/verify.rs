@@ -19,7 +19,7 @@
 //! 6. the key: exact `kid` lookup, key type against the algorithm, the key's
 //!    `use`/`key_ops`, then the key's own `alg`;
 //! 7. the signature, in the algorithm's fixed form only;
-//! 8. the claims: `aud`, `exp`, `nbf`, `iat`, lifetime and `sub`.
+//! 8. the claims: `exp`, `nbf`, `iat`, lifetime, `aud`, then `sub`.
 //!
 //! [`cache`] keeps verified tokens per VM so that a repeated token costs one
 //! hash and one comparison.
@@ -27,7 +27,7 @@
 pub mod algorithm;
 pub mod apikey;
 pub mod base64url;
-
+pub mod cache;
 mod claims;
 mod error;
 pub mod issuer;
@@ -37,7 +37,7 @@ pub mod jwt;
 mod roca;
 
 pub use algorithm::Algorithm;
-
+pub use cache::TokenCache;
 pub use error::{IssuerError, Segment, TokenError};
 pub use issuer::{IssuerSpec, Issuers};
 pub use jwt::VerifiedToken;

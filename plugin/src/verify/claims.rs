@@ -124,11 +124,10 @@ pub(crate) struct ClaimRules {
 }
 
 impl ClaimRules {
-    /// Checks the claims at `now`, in guard order. Returns the audience that
-    /// matched.
+    /// Checks the claims at `now`, in guard order: the time claims first
+    /// (`exp`, `nbf`, `iat`, lifetime), then `aud`, then `sub`. Returns the
+    /// audience that matched.
     pub(crate) fn check(&self, claims: &Claims, now: u64) -> Result<String, TokenError> {
-        let audience = self.check_audience(claims)?;
-
         self.check_expiry(claims, now)?;
 
         if let Some(nbf) = claims.nbf
@@ -144,6 +143,8 @@ impl ClaimRules {
         }
 
         self.check_lifetime(claims)?;
+
+        let audience = self.check_audience(claims)?;
 
         self.check_subject(claims)?;
         Ok(audience)

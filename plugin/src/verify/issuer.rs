@@ -6,7 +6,9 @@ use super::claims::ClaimRules;
 use super::error::IssuerError;
 use super::jwk::KeySet;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The clock skew allowed when a declaration names none, in seconds.
 pub const DEFAULT_CLOCK_SKEW_SECS: u64 = 60;
@@ -15,7 +17,9 @@ pub const DEFAULT_CLOCK_SKEW_SECS: u64 = 60;
 pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
 
 /// A token issuer as a policy declares it.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// `Debug` leaves out the key set, which may hold shared secrets.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerSpec {
     /// The name identities use to refer to this issuer.
@@ -54,6 +58,32 @@ pub struct IssuerSpec {
     pub subject_pattern: Option<String>,
 }
 
+impl fmt::Debug for IssuerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = self
+            .jwks
+            .get("keys")
+            .and_then(serde_json::Value::as_array)
+            .map(Vec::len);
+        f.debug_struct("IssuerSpec")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("algorithms", &self.algorithms)
+            .field("jwks_keys", &keys)
+            .field("clock_skew_secs", &self.clock_skew_secs)
+            .field("max_lifetime_secs", &self.max_lifetime_secs)
+            .field("require_expiry", &self.require_expiry)
+            .field("typ", &self.typ)
+            .field("subject_pattern", &self.subject_pattern)
+            .finish()
+    }
+}
+
+/// Hands out [`Issuers::generation`] values; starts at 1 so that the empty
+/// default set (generation 0) never matches a compiled one.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
 /// One issuer, compiled.
 #[derive(Debug)]
 pub(crate) struct Issuer {
@@ -68,7 +98,10 @@ pub(crate) struct Issuer {
 #[derive(Debug, Default)]
 pub struct Issuers {
     pub(crate) issuers: Vec<Issuer>,
-    by_iss: HashMap<String, usize>,
+    by_iss: BTreeMap<String, usize>,
+    /// Tells apart compilations, so a cache filled under one set of issuers
+    /// is never read under another.
+    pub(crate) generation: u64,
 }
 
 impl Issuers {
@@ -81,7 +114,10 @@ impl Issuers {
     /// ``issuer `corp-idp`: key `k1`: RSA modulus of 1024 bits is under the
     /// 2048-bit minimum``.
     pub fn compile(specs: &[IssuerSpec]) -> Result<Self, IssuerError> {
-        let mut compiled = Self::default();
+        let mut compiled = Self {
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+            ..Self::default()
+        };
         for spec in specs {
             if compiled.contains(&spec.name) {
                 return Err(IssuerError::new(&spec.name, "is declared twice"));
