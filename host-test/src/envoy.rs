@@ -2,8 +2,10 @@
 //!
 //! [`Envoy::start`] renders `examples/envoy/envoy.yaml` (the configuration
 //! we ship) around a plugin configuration and a `.wasm`, starts the echo
-//! upstream from `examples/envoy/` and Envoy 1.40 from the project's
-//! virtualenv on free loopback ports, and waits until Envoy is ready. Both
+//! upstream from `examples/envoy/`, a key server (Python's `http.server`
+//! over a scratch folder, reached through the `jwks` cluster) and Envoy
+//! 1.40 from the project's virtualenv on free loopback ports, and waits
+//! until Envoy is ready. Both
 //! processes run under `timeout`, so they end by themselves even if a test
 //! process dies; dropping the value stops them at once.
 //!
@@ -60,6 +62,7 @@ pub fn warden_wasm() -> PathBuf {
 pub struct Envoy {
     envoy: Child,
     upstream: Child,
+    key_server: Child,
     port: u16,
     log: PathBuf,
     dir: PathBuf,
@@ -116,8 +119,22 @@ impl Envoy {
     /// Returns an error when Envoy or the upstream is missing, fails to
     /// start, or is not ready within 30 seconds.
     pub fn start(plugin_config: &str, wasm: &Path) -> Result<Self, EnvoyError> {
+        Self::start_serving(plugin_config, wasm, &[])
+    }
+
+    /// Like [`Envoy::start`], with the key server serving `(path, body)`
+    /// documents from the start (for example `("partner-idp.json", jwks)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Envoy::start`].
+    pub fn start_serving(
+        plugin_config: &str,
+        wasm: &Path,
+        documents: &[(&str, String)],
+    ) -> Result<Self, EnvoyError> {
         let template = workspace_root().join("examples/envoy/envoy.yaml");
-        Self::start_with_template(&template, plugin_config, wasm)
+        Self::start_with_template(&template, plugin_config, wasm, documents)
     }
 
     /// Like [`Envoy::start`] with another configuration template.
@@ -129,6 +146,7 @@ impl Envoy {
         template: &Path,
         plugin_config: &str,
         wasm: &Path,
+        documents: &[(&str, String)],
     ) -> Result<Self, EnvoyError> {
         let binary = envoy_binary();
         if !binary.exists() {
@@ -144,9 +162,22 @@ impl Envoy {
             )));
         }
         let dir = scratch_dir()?;
-        let [port, upstream_port, admin] = free_ports()?;
+        let [port, upstream_port, admin, jwks_port] = free_ports()?;
         let upstream = start_upstream(upstream_port)?;
-        let config = render(template, plugin_config, wasm, [port, upstream_port, admin])?;
+        let served = dir.join("served");
+        std::fs::create_dir_all(&served)
+            .map_err(|e| fail("creating the key server's folder", e))?;
+        for (path, body) in documents {
+            std::fs::write(served.join(path), body)
+                .map_err(|e| fail("writing a served document", e))?;
+        }
+        let key_server = start_key_server(jwks_port, &served)?;
+        let config = render(
+            template,
+            plugin_config,
+            wasm,
+            [port, upstream_port, admin, jwks_port],
+        )?;
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, config).map_err(|e| fail("writing envoy.yaml", e))?;
         let log = dir.join("envoy.log");
@@ -154,6 +185,7 @@ impl Envoy {
         let mut envoy = Self {
             envoy,
             upstream,
+            key_server,
             port,
             log,
             dir,
@@ -203,6 +235,28 @@ impl Envoy {
             .read_to_end(&mut bytes)
             .map_err(|e| fail("reading", e))?;
         parse_response(&bytes)
+    }
+
+    /// Serves `body` at `/<path>` from the key server from now on.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error when the file cannot be written.
+    pub fn serve(&self, path: &str, body: &str) -> Result<(), EnvoyError> {
+        let file = self.dir.join("served").join(path);
+        let temporary = file.with_extension("partial");
+        std::fs::write(&temporary, body).map_err(|e| fail("writing a served document", e))?;
+        std::fs::rename(&temporary, &file).map_err(|e| fail("writing a served document", e))
+    }
+
+    /// Stops serving `/<path>`: the key server answers 404 from now on.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error when the file cannot be removed.
+    pub fn withdraw(&self, path: &str) -> Result<(), EnvoyError> {
+        std::fs::remove_file(self.dir.join("served").join(path))
+            .map_err(|e| fail("removing a served document", e))
     }
 
     /// Everything Envoy has logged so far.
@@ -261,7 +315,7 @@ impl Envoy {
 
 impl Drop for Envoy {
     fn drop(&mut self) {
-        for child in [&mut self.envoy, &mut self.upstream] {
+        for child in [&mut self.envoy, &mut self.upstream, &mut self.key_server] {
             // `timeout` passes SIGTERM on to the process it runs.
             let _ = Command::new("kill")
                 .arg("-TERM")
@@ -285,8 +339,8 @@ fn scratch_dir() -> Result<PathBuf, EnvoyError> {
     Ok(dir)
 }
 
-fn free_ports() -> Result<[u16; 3], EnvoyError> {
-    let listeners: Vec<TcpListener> = (0..3)
+fn free_ports() -> Result<[u16; 4], EnvoyError> {
+    let listeners: Vec<TcpListener> = (0..4)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()
         .map_err(|e| fail("finding free ports", e))?;
@@ -296,14 +350,14 @@ fn free_ports() -> Result<[u16; 3], EnvoyError> {
             .and_then(|l| l.local_addr().ok())
             .map_or(0, |a| a.port())
     };
-    Ok([port(0), port(1), port(2)])
+    Ok([port(0), port(1), port(2), port(3)])
 }
 
 fn render(
     template: &Path,
     plugin_config: &str,
     wasm: &Path,
-    [port, upstream, admin]: [u16; 3],
+    [port, upstream, admin, jwks]: [u16; 4],
 ) -> Result<String, EnvoyError> {
     let text = std::fs::read_to_string(template).map_err(|e| fail("reading the template", e))?;
     let wasm = wasm
@@ -318,6 +372,7 @@ fn render(
         ("LISTEN_PORT", port.to_string()),
         ("UPSTREAM_PORT", upstream.to_string()),
         ("ADMIN_PORT", admin.to_string()),
+        ("JWKS_PORT", jwks.to_string()),
     ];
     warden_policy::envoy::render(&text, &values).map_err(|e| fail("rendering", e))
 }
@@ -333,6 +388,25 @@ fn start_upstream(port: u16) -> Result<Child, EnvoyError> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| fail("starting the echo upstream", e))
+}
+
+fn start_key_server(port: u16, folder: &Path) -> Result<Child, EnvoyError> {
+    Command::new("timeout")
+        .arg(LIFETIME_SECS.to_string())
+        .args([
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(folder)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| fail("starting the key server", e))
 }
 
 fn start_envoy(binary: &Path, config: &Path, log: &Path) -> Result<Child, EnvoyError> {

@@ -30,6 +30,7 @@ pub mod base64url;
 pub mod cache;
 mod claims;
 mod error;
+pub mod fetch;
 pub mod issuer;
 mod json;
 pub mod jwk;

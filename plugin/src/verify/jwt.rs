@@ -73,6 +73,9 @@ impl Issuers {
         let claims = parse_claims(&jws.payload)?;
         let iss = claims::json_issuer(&claims)?;
         let issuer = self.by_iss(iss).ok_or(TokenError::IssuerUnknown)?;
+        if issuer.keys.is_empty() {
+            return Err(TokenError::KeysUnavailable);
+        }
 
         let alg = allowed_algorithm(&jws.header.alg, &issuer.algorithms)?;
         if !issuer.accepts_typ(jws.header.typ.as_deref()) {
@@ -97,6 +100,18 @@ impl Issuers {
             algorithm: alg,
             key_id: key_id.map(str::to_owned),
         })
+    }
+}
+
+impl Issuers {
+    /// The policy name of the issuer a token claims, read without verifying
+    /// anything. For deciding whether to wait for that issuer's keys; never
+    /// for trusting the token.
+    pub fn claimed_issuer(&self, token: &str) -> Option<&str> {
+        let jws = Compact::parse(token).ok()?;
+        let claims = parse_claims(&jws.payload).ok()?;
+        let iss = claims::json_issuer(&claims).ok()?;
+        self.by_iss(iss).map(|issuer| issuer.name.as_str())
     }
 }
 
