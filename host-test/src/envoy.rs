@@ -57,6 +57,18 @@ pub fn warden_wasm() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target/wasm32-wasip1/release/warden.wasm"))
 }
 
+/// What [`Envoy::start_with`] can change.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options<'a> {
+    /// Documents the key server serves from the start, as `(path, body)`.
+    /// Defaults to none.
+    pub documents: &'a [(&'a str, String)],
+    /// Worker threads, each with its own Wasm VM. Defaults to 2.
+    pub workers: Option<u32>,
+    /// The configuration template. Defaults to `examples/envoy/envoy.yaml`.
+    pub template: Option<&'a Path>,
+}
+
 /// A running Envoy with Warden, and its echo upstream.
 #[derive(Debug)]
 pub struct Envoy {
@@ -133,20 +145,35 @@ impl Envoy {
         wasm: &Path,
         documents: &[(&str, String)],
     ) -> Result<Self, EnvoyError> {
-        let template = workspace_root().join("examples/envoy/envoy.yaml");
-        Self::start_with_template(&template, plugin_config, wasm, documents)
+        let options = Options {
+            documents,
+            ..Options::default()
+        };
+        Self::start_with(plugin_config, wasm, &options)
     }
 
-    /// Like [`Envoy::start`] with another configuration template.
+    /// Like [`Envoy::start`], with everything [`Options`] can change.
     ///
     /// # Errors
     ///
     /// As [`Envoy::start`].
-    pub fn start_with_template(
+    pub fn start_with(
+        plugin_config: &str,
+        wasm: &Path,
+        options: &Options<'_>,
+    ) -> Result<Self, EnvoyError> {
+        let template = options.template.map_or_else(
+            || workspace_root().join("examples/envoy/envoy.yaml"),
+            Path::to_path_buf,
+        );
+        Self::launch(&template, plugin_config, wasm, options)
+    }
+
+    fn launch(
         template: &Path,
         plugin_config: &str,
         wasm: &Path,
-        documents: &[(&str, String)],
+        options: &Options<'_>,
     ) -> Result<Self, EnvoyError> {
         let binary = envoy_binary();
         if !binary.exists() {
@@ -167,7 +194,7 @@ impl Envoy {
         let served = dir.join("served");
         std::fs::create_dir_all(&served)
             .map_err(|e| fail("creating the key server's folder", e))?;
-        for (path, body) in documents {
+        for (path, body) in options.documents {
             std::fs::write(served.join(path), body)
                 .map_err(|e| fail("writing a served document", e))?;
         }
@@ -181,7 +208,7 @@ impl Envoy {
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, config).map_err(|e| fail("writing envoy.yaml", e))?;
         let log = dir.join("envoy.log");
-        let envoy = start_envoy(&binary, &config_path, &log)?;
+        let envoy = start_envoy(&binary, &config_path, &log, options.workers.unwrap_or(2))?;
         let mut envoy = Self {
             envoy,
             upstream,
@@ -320,6 +347,7 @@ impl Drop for Envoy {
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(child.id().to_string())
+                .stderr(Stdio::null())
                 .status();
             let _ = child.wait();
         }
@@ -409,14 +437,24 @@ fn start_key_server(port: u16, folder: &Path) -> Result<Child, EnvoyError> {
         .map_err(|e| fail("starting the key server", e))
 }
 
-fn start_envoy(binary: &Path, config: &Path, log: &Path) -> Result<Child, EnvoyError> {
+fn start_envoy(
+    binary: &Path,
+    config: &Path,
+    log: &Path,
+    workers: u32,
+) -> Result<Child, EnvoyError> {
     let log_file = std::fs::File::create(log).map_err(|e| fail("creating the log", e))?;
     Command::new("timeout")
         .arg(LIFETIME_SECS.to_string())
         .arg(binary)
         .arg("--config-path")
         .arg(config)
-        .args(["--log-format", "[%l][%n] %v", "--concurrency", "2"])
+        .args([
+            "--log-format",
+            "[%l][%n] %v",
+            "--concurrency",
+            &workers.to_string(),
+        ])
         .args([
             "--base-id",
             &std::process::id().to_string(),
