@@ -29,6 +29,7 @@ pub mod apikey;
 pub mod base64url;
 pub mod cache;
 mod claims;
+pub mod cwt;
 mod error;
 pub mod fetch;
 pub mod issuer;

@@ -30,9 +30,11 @@ pub struct IssuerSpec {
     /// Accepted `aud` values; a token must carry at least one of them.
     pub audiences: Vec<String>,
     /// Allowed `alg` values, from `RS256`, `RS384`, `RS512`, `PS256`,
-    /// `PS384`, `PS512`, `ES256`, `ES384`, `EdDSA`, `HS256`, `HS384` and
-    /// `HS512`. `none` is never allowed, and `HS*` (a shared secret) cannot
-    /// be mixed with the others.
+    /// `PS384`, `PS512`, `ES256`, `ES384`, `EdDSA`, `HS256`, `HS384`,
+    /// `HS512`, and for CWTs only `HMAC 256/64`; a CWT's COSE algorithm is
+    /// allowed under the same names (`HMAC 256/256` is `HS256`). `none` is
+    /// never allowed, and the shared-secret algorithms cannot be mixed with
+    /// the others.
     pub algorithms: Vec<String>,
     /// The issuer's public keys (or, for `HS*`, shared secrets), as an inline
     /// JWKS: `{"keys": [...]}`. Required unless `jwks_fetch` is given, and

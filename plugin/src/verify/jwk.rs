@@ -711,6 +711,7 @@ pub(crate) fn verify_hmac(
         Algorithm::Hs256 => mac::<hmac::Hmac<Sha256>>(key, message, tag),
         Algorithm::Hs384 => mac::<hmac::Hmac<Sha384>>(key, message, tag),
         Algorithm::Hs512 => mac::<hmac::Hmac<Sha512>>(key, message, tag),
+        Algorithm::Hs256Trunc64 => truncated_mac::<hmac::Hmac<Sha256>>(key, message, tag),
         _ => return Err(TokenError::KeyTypeMismatch),
     };
     outcome.map_err(|_| TokenError::SignatureInvalid)
@@ -720,4 +721,12 @@ fn mac<M: Mac + KeyInit>(key: &[u8], message: &[u8], tag: &[u8]) -> Result<(), (
     let mut mac = <M as KeyInit>::new_from_slice(key).map_err(|_| ())?;
     mac.update(message);
     mac.verify_slice(tag).map_err(|_| ())
+}
+
+/// Checks a tag that keeps only the leftmost bytes of the MAC; the caller has
+/// already fixed the tag's length.
+fn truncated_mac<M: Mac + KeyInit>(key: &[u8], message: &[u8], tag: &[u8]) -> Result<(), ()> {
+    let mut mac = <M as KeyInit>::new_from_slice(key).map_err(|_| ())?;
+    mac.update(message);
+    mac.verify_truncated_left(tag).map_err(|_| ())
 }

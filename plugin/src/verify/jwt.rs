@@ -146,7 +146,7 @@ fn allowed_algorithm(name: &str, allowed: &[Algorithm]) -> Result<Algorithm, Tok
         return Err(TokenError::AlgorithmNone);
     }
     Algorithm::from_name(name)
-        .filter(|alg| allowed.contains(alg))
+        .filter(|alg| alg.is_jws() && allowed.contains(alg))
         .ok_or(TokenError::AlgorithmNotAllowed)
 }
 
