@@ -4,14 +4,15 @@
 #
 # Keys, API keys and tokens are generated fresh on every run by
 # `warden-policy demo` into .warden/demo/ (never committed). Envoy listens
-# on 127.0.0.1:10000 (admin on 10002, echo upstream on 10001).
+# on 127.0.0.1:10000 (echo upstream on 10001, admin on 10002, and a key
+# server for the partner issuer's fetched JWKS on 10003).
 #
 # WARDEN_DEMO_ONCE=1 stops after the tour instead of serving until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 out=.warden/demo
-listen=10000 upstream=10001 admin=10002
+listen=10000 upstream=10001 admin=10002 jwks=10003
 
 bash examples/setup.sh
 cargo build --quiet --release --target wasm32-wasip1 -p warden
@@ -22,12 +23,14 @@ rm -rf "$out" && mkdir -p "$out"
 $tool demo policies/demo/policy.json "$out"
 $tool envoy examples/envoy/envoy.yaml --config "$out/plugin-config.json" \
   --wasm "$PWD/target/wasm32-wasip1/release/warden.wasm" \
-  --listen $listen --upstream $upstream --admin $admin > "$out/envoy.yaml"
+  --listen $listen --upstream $upstream --admin $admin --jwks $jwks > "$out/envoy.yaml"
 
 pids=()
 stop() { kill "${pids[@]}" 2>/dev/null || true; }
 trap stop EXIT
 python3 examples/envoy/echo_upstream.py $upstream > /dev/null &
+pids+=($!)
+python3 -m http.server --bind 127.0.0.1 --directory "$out/jwks" $jwks > /dev/null 2>&1 &
 pids+=($!)
 .venv/bin/envoy --config-path "$out/envoy.yaml" --log-format '[%l][%n] %v' \
   2> "$out/envoy.log" &
@@ -69,7 +72,7 @@ call() {
 
 call "finance service reads the ledger (RS256 token)" books.demo.test GET /ledger/2026/12 \
   "authorization: Bearer $(token ledger-sync)"
-call "outside auditor reads a report (ES256 token)" books.demo.test GET /reports/2026-11 \
+call "outside auditor reads a report (ES256 token, keys fetched from its issuer)" books.demo.test GET /reports/2026-11 \
   "authorization: Bearer $(token auditor-reports)"
 call "invoice bot posts an invoice (API key)" books.demo.test POST /invoices/INV-88 \
   "x-api-key: $(apikey invoice-bot)"

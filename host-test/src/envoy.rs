@@ -2,8 +2,10 @@
 //!
 //! [`Envoy::start`] renders `examples/envoy/envoy.yaml` (the configuration
 //! we ship) around a plugin configuration and a `.wasm`, starts the echo
-//! upstream from `examples/envoy/` and Envoy 1.40 from the project's
-//! virtualenv on free loopback ports, and waits until Envoy is ready. Both
+//! upstream from `examples/envoy/`, a key server (Python's `http.server`
+//! over a scratch folder, reached through the `jwks` cluster) and Envoy
+//! 1.40 from the project's virtualenv on free loopback ports, and waits
+//! until Envoy is ready. Both
 //! processes run under `timeout`, so they end by themselves even if a test
 //! process dies; dropping the value stops them at once.
 //!
@@ -55,11 +57,24 @@ pub fn warden_wasm() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target/wasm32-wasip1/release/warden.wasm"))
 }
 
+/// What [`Envoy::start_with`] can change.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options<'a> {
+    /// Documents the key server serves from the start, as `(path, body)`.
+    /// Defaults to none.
+    pub documents: &'a [(&'a str, String)],
+    /// Worker threads, each with its own Wasm VM. Defaults to 2.
+    pub workers: Option<u32>,
+    /// The configuration template. Defaults to `examples/envoy/envoy.yaml`.
+    pub template: Option<&'a Path>,
+}
+
 /// A running Envoy with Warden, and its echo upstream.
 #[derive(Debug)]
 pub struct Envoy {
     envoy: Child,
     upstream: Child,
+    key_server: Child,
     port: u16,
     log: PathBuf,
     dir: PathBuf,
@@ -116,19 +131,49 @@ impl Envoy {
     /// Returns an error when Envoy or the upstream is missing, fails to
     /// start, or is not ready within 30 seconds.
     pub fn start(plugin_config: &str, wasm: &Path) -> Result<Self, EnvoyError> {
-        let template = workspace_root().join("examples/envoy/envoy.yaml");
-        Self::start_with_template(&template, plugin_config, wasm)
+        Self::start_serving(plugin_config, wasm, &[])
     }
 
-    /// Like [`Envoy::start`] with another configuration template.
+    /// Like [`Envoy::start`], with the key server serving `(path, body)`
+    /// documents from the start (for example `("partner-idp.json", jwks)`).
     ///
     /// # Errors
     ///
     /// As [`Envoy::start`].
-    pub fn start_with_template(
+    pub fn start_serving(
+        plugin_config: &str,
+        wasm: &Path,
+        documents: &[(&str, String)],
+    ) -> Result<Self, EnvoyError> {
+        let options = Options {
+            documents,
+            ..Options::default()
+        };
+        Self::start_with(plugin_config, wasm, &options)
+    }
+
+    /// Like [`Envoy::start`], with everything [`Options`] can change.
+    ///
+    /// # Errors
+    ///
+    /// As [`Envoy::start`].
+    pub fn start_with(
+        plugin_config: &str,
+        wasm: &Path,
+        options: &Options<'_>,
+    ) -> Result<Self, EnvoyError> {
+        let template = options.template.map_or_else(
+            || workspace_root().join("examples/envoy/envoy.yaml"),
+            Path::to_path_buf,
+        );
+        Self::launch(&template, plugin_config, wasm, options)
+    }
+
+    fn launch(
         template: &Path,
         plugin_config: &str,
         wasm: &Path,
+        options: &Options<'_>,
     ) -> Result<Self, EnvoyError> {
         let binary = envoy_binary();
         if !binary.exists() {
@@ -144,16 +189,30 @@ impl Envoy {
             )));
         }
         let dir = scratch_dir()?;
-        let [port, upstream_port, admin] = free_ports()?;
+        let [port, upstream_port, admin, jwks_port] = free_ports()?;
         let upstream = start_upstream(upstream_port)?;
-        let config = render(template, plugin_config, wasm, [port, upstream_port, admin])?;
+        let served = dir.join("served");
+        std::fs::create_dir_all(&served)
+            .map_err(|e| fail("creating the key server's folder", e))?;
+        for (path, body) in options.documents {
+            std::fs::write(served.join(path), body)
+                .map_err(|e| fail("writing a served document", e))?;
+        }
+        let key_server = start_key_server(jwks_port, &served)?;
+        let config = render(
+            template,
+            plugin_config,
+            wasm,
+            [port, upstream_port, admin, jwks_port],
+        )?;
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, config).map_err(|e| fail("writing envoy.yaml", e))?;
         let log = dir.join("envoy.log");
-        let envoy = start_envoy(&binary, &config_path, &log)?;
-        let envoy = Self {
+        let envoy = start_envoy(&binary, &config_path, &log, options.workers.unwrap_or(2))?;
+        let mut envoy = Self {
             envoy,
             upstream,
+            key_server,
             port,
             log,
             dir,
@@ -205,6 +264,28 @@ impl Envoy {
         parse_response(&bytes)
     }
 
+    /// Serves `body` at `/<path>` from the key server from now on.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error when the file cannot be written.
+    pub fn serve(&self, path: &str, body: &str) -> Result<(), EnvoyError> {
+        let file = self.dir.join("served").join(path);
+        let temporary = file.with_extension("partial");
+        std::fs::write(&temporary, body).map_err(|e| fail("writing a served document", e))?;
+        std::fs::rename(&temporary, &file).map_err(|e| fail("writing a served document", e))
+    }
+
+    /// Stops serving `/<path>`: the key server answers 404 from now on.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error when the file cannot be removed.
+    pub fn withdraw(&self, path: &str) -> Result<(), EnvoyError> {
+        std::fs::remove_file(self.dir.join("served").join(path))
+            .map_err(|e| fail("removing a served document", e))
+    }
+
     /// Everything Envoy has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -236,9 +317,15 @@ impl Envoy {
         }
     }
 
-    fn wait_ready(&self, admin: u16, upstream_port: u16) -> Result<(), EnvoyError> {
+    fn wait_ready(&mut self, admin: u16, upstream_port: u16) -> Result<(), EnvoyError> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.envoy.try_wait() {
+                return Err(EnvoyError(format!(
+                    "envoy exited ({status}); its log:\n{}",
+                    self.log()
+                )));
+            }
             let ready = http_get(admin, "/ready").is_some_and(|r| r.status == 200);
             let upstream = TcpStream::connect(("127.0.0.1", upstream_port)).is_ok();
             if ready && upstream {
@@ -255,11 +342,12 @@ impl Envoy {
 
 impl Drop for Envoy {
     fn drop(&mut self) {
-        for child in [&mut self.envoy, &mut self.upstream] {
+        for child in [&mut self.envoy, &mut self.upstream, &mut self.key_server] {
             // `timeout` passes SIGTERM on to the process it runs.
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(child.id().to_string())
+                .stderr(Stdio::null())
                 .status();
             let _ = child.wait();
         }
@@ -279,8 +367,8 @@ fn scratch_dir() -> Result<PathBuf, EnvoyError> {
     Ok(dir)
 }
 
-fn free_ports() -> Result<[u16; 3], EnvoyError> {
-    let listeners: Vec<TcpListener> = (0..3)
+fn free_ports() -> Result<[u16; 4], EnvoyError> {
+    let listeners: Vec<TcpListener> = (0..4)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()
         .map_err(|e| fail("finding free ports", e))?;
@@ -290,14 +378,14 @@ fn free_ports() -> Result<[u16; 3], EnvoyError> {
             .and_then(|l| l.local_addr().ok())
             .map_or(0, |a| a.port())
     };
-    Ok([port(0), port(1), port(2)])
+    Ok([port(0), port(1), port(2), port(3)])
 }
 
 fn render(
     template: &Path,
     plugin_config: &str,
     wasm: &Path,
-    [port, upstream, admin]: [u16; 3],
+    [port, upstream, admin, jwks]: [u16; 4],
 ) -> Result<String, EnvoyError> {
     let text = std::fs::read_to_string(template).map_err(|e| fail("reading the template", e))?;
     let wasm = wasm
@@ -312,6 +400,7 @@ fn render(
         ("LISTEN_PORT", port.to_string()),
         ("UPSTREAM_PORT", upstream.to_string()),
         ("ADMIN_PORT", admin.to_string()),
+        ("JWKS_PORT", jwks.to_string()),
     ];
     warden_policy::envoy::render(&text, &values).map_err(|e| fail("rendering", e))
 }
@@ -329,14 +418,43 @@ fn start_upstream(port: u16) -> Result<Child, EnvoyError> {
         .map_err(|e| fail("starting the echo upstream", e))
 }
 
-fn start_envoy(binary: &Path, config: &Path, log: &Path) -> Result<Child, EnvoyError> {
+fn start_key_server(port: u16, folder: &Path) -> Result<Child, EnvoyError> {
+    Command::new("timeout")
+        .arg(LIFETIME_SECS.to_string())
+        .args([
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(folder)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| fail("starting the key server", e))
+}
+
+fn start_envoy(
+    binary: &Path,
+    config: &Path,
+    log: &Path,
+    workers: u32,
+) -> Result<Child, EnvoyError> {
     let log_file = std::fs::File::create(log).map_err(|e| fail("creating the log", e))?;
     Command::new("timeout")
         .arg(LIFETIME_SECS.to_string())
         .arg(binary)
         .arg("--config-path")
         .arg(config)
-        .args(["--log-format", "[%l][%n] %v", "--concurrency", "2"])
+        .args([
+            "--log-format",
+            "[%l][%n] %v",
+            "--concurrency",
+            &workers.to_string(),
+        ])
         .args([
             "--base-id",
             &std::process::id().to_string(),

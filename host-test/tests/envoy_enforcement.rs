@@ -25,7 +25,11 @@ fn start() -> (Envoy, Demo) {
         serde_json::from_str(&std::fs::read_to_string(template).unwrap()).unwrap();
     let demo = demo::generate(&template, now()).unwrap();
     let config = warden_policy::plugin_config(&demo.policy).unwrap();
-    let envoy = Envoy::start(&config, &warden_wasm()).unwrap();
+    let served: Vec<(&str, String)> = vec![(
+        "partner-idp.json",
+        demo.fetched_jwks["partner-idp"].to_string(),
+    )];
+    let envoy = Envoy::start_serving(&config, &warden_wasm(), &served).unwrap();
     (envoy, demo)
 }
 
@@ -418,4 +422,28 @@ fn spoofed_identity_headers_never_reach_the_upstream() {
         .request("GET", "/ledger/1", &[("host", BOOKS), ("x-api-key", key)])
         .unwrap();
     assert_eq!(again.status, 200);
+}
+
+#[test]
+fn envoy_refuses_a_policy_that_does_not_compile() {
+    let template = workspace_root().join("policies/demo/policy.json");
+    let mut policy: Value =
+        serde_json::from_str(&std::fs::read_to_string(template).unwrap()).unwrap();
+    let demo = demo::generate(&policy, now()).unwrap();
+    policy = demo.policy;
+    let copy = policy["identities"][0].clone();
+    policy["identities"].as_array_mut().unwrap().push(copy);
+    let config = json!({ "policy": policy }).to_string();
+
+    let error = Envoy::start(&config, &warden_wasm())
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("envoy exited"), "{error}");
+    assert!(
+        error.contains(
+            "configuration refused: configuration: policy: identities[6] `ledger-sync`: duplicate \
+             identity id"
+        ),
+        "{error}"
+    );
 }

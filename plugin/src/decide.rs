@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::extract::{Credential, CredentialKind, extract};
 use crate::policy::{Identity, canonical_path};
 use crate::resolve::{by_token, check_status};
-use crate::verify::apikey;
+use crate::verify::{TokenCache, TokenError, apikey};
 
 /// The parts of a request a decision reads.
 #[derive(Debug, Clone, Copy)]
@@ -121,8 +121,14 @@ impl Decision {
     }
 }
 
-/// Decides a request at `now` (seconds since the Unix epoch).
-pub fn decide(config: &Config, request: &Request<'_>, now: u64) -> Decision {
+/// Decides a request at `now` (seconds since the Unix epoch). Verified
+/// tokens are looked up in, and added to, `cache`.
+pub fn decide(
+    config: &Config,
+    request: &Request<'_>,
+    now: u64,
+    cache: &mut TokenCache,
+) -> Decision {
     let path = match canonical_path(request.path) {
         Ok(path) => path,
         Err(e) => {
@@ -141,7 +147,7 @@ pub fn decide(config: &Config, request: &Request<'_>, now: u64) -> Decision {
         Err(e) => return Denial::unauthenticated(e.reason(), e, CHALLENGE).into_decision(),
     };
 
-    let identity = match prove(config, credential, now) {
+    let identity = match prove(config, credential, now, cache) {
         Ok(identity) => identity,
         Err(denial) => {
             let mut decision = denial.into_decision();
@@ -166,18 +172,33 @@ fn prove<'c>(
     config: &'c Config,
     credential: Credential<'_>,
     now: u64,
+    cache: &mut TokenCache,
 ) -> Result<&'c Identity, Denial> {
     let policy = config.policy();
     match credential {
         Credential::Bearer(token) => {
             let verified = policy
                 .issuers()
-                .verify(token, now)
-                .map_err(|e| Denial::unauthenticated(e.reason(), &e, CHALLENGE_INVALID_TOKEN))?;
+                .verify_cached(cache, token, now)
+                .map_err(token_denial)?;
             by_token(policy, &verified).map_err(|e| Denial::forbidden(e.reason(), e))
         }
         Credential::ApiKey(key) => apikey::verify(policy, key)
             .map_err(|e| Denial::unauthenticated(e.reason(), e, CHALLENGE_API_KEY)),
+    }
+}
+
+/// A refused token: 401 with a challenge, except when the issuer's keys are
+/// unavailable, which is the proxy's fault, not the caller's.
+fn token_denial(e: TokenError) -> Denial {
+    match e {
+        TokenError::KeysUnavailable => Denial {
+            status: 503,
+            challenge: None,
+            reason: e.reason(),
+            detail: e.to_string(),
+        },
+        _ => Denial::unauthenticated(e.reason(), &e, CHALLENGE_INVALID_TOKEN),
     }
 }
 

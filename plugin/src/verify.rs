@@ -39,6 +39,7 @@ pub mod cache;
 mod claims;
 pub mod cwt;
 mod error;
+pub mod fetch;
 pub mod issuer;
 mod json;
 pub mod jwk;

@@ -47,6 +47,7 @@ fn verified(algorithm: Algorithm) -> VerifiedToken {
         audience: "coap://light.example.com".into(),
         algorithm,
         key_id: None,
+        certificate_thumbprint: None,
     }
 }
 

@@ -24,6 +24,9 @@ fn base() -> Value {
     })
 }
 
+/// A change that breaks the base policy.
+type Edit = Box<dyn FnOnce(&mut Value)>;
+
 fn compile(policy: &Value) -> Result<Policy, String> {
     Policy::from_json(&policy.to_string()).map_err(|e| e.to_string())
 }
@@ -62,7 +65,7 @@ fn syntax_and_shape_errors_name_line_and_column() {
 
 #[test]
 fn each_mistake_is_refused_with_its_place() {
-    let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|p| p["revision"] = json!(" ")),
             "revision: must not be empty",

@@ -20,13 +20,17 @@ USAGE:
         Generate fresh keys for the demo policy template, and write
         OUT-DIR/policy.json, OUT-DIR/plugin-config.json, one token per token
         identity in OUT-DIR/tokens/<name>.jwt (plus expired, tampered and
-        wrong-issuer) and one key per API key identity in
-        OUT-DIR/api-keys/<identity>.key. Tokens live one hour.
+        wrong-issuer), one key per API key identity in
+        OUT-DIR/api-keys/<identity>.key, and the key set of each issuer
+        declared with `jwks_fetch` in OUT-DIR/jwks/<issuer>.json, for a key
+        server to serve. Tokens live one hour.
 
     warden-policy envoy <TEMPLATE.yaml> --config <PLUGIN-CONFIG.json>
                   --wasm <WARDEN.wasm> --listen <PORT> --upstream <PORT> --admin <PORT>
+                  --jwks <PORT>
         Print an Envoy configuration rendered from a template with
-        @CONFIG@, @WASM@, @LISTEN_PORT@, @UPSTREAM_PORT@ and @ADMIN_PORT@.
+        @CONFIG@, @WASM@, @LISTEN_PORT@, @UPSTREAM_PORT@, @ADMIN_PORT@ and
+        @JWKS_PORT@ (the key server the `jwks` cluster reaches).
 
     warden-policy --help
         Print this help.
@@ -92,6 +96,12 @@ fn write_demo(template: &Path, out: &Path) -> Result<String, Error> {
     for (name, token) in &demo.tokens {
         write(&out.join("tokens").join(format!("{name}.jwt")), token)?;
     }
+    for (issuer, jwks) in &demo.fetched_jwks {
+        write(
+            &out.join("jwks").join(format!("{issuer}.json")),
+            &jwks.to_string(),
+        )?;
+    }
     for (id, key) in &demo.api_keys {
         write(&out.join("api-keys").join(format!("{id}.key")), key)?;
     }
@@ -130,6 +140,7 @@ fn render_envoy(template: &Path, options: &[&str]) -> Result<String, Error> {
         ("LISTEN_PORT", option("--listen")?),
         ("UPSTREAM_PORT", option("--upstream")?),
         ("ADMIN_PORT", option("--admin")?),
+        ("JWKS_PORT", option("--jwks")?),
     ];
     envoy::render(&read(template)?, &values)
 }

@@ -223,6 +223,11 @@ impl Policy {
         &self.issuers
     }
 
+    /// The compiled token issuers, for installing fetched keys.
+    pub fn issuers_mut(&mut self) -> &mut Issuers {
+        &mut self.issuers
+    }
+
     /// The identity a verified token's issuer and subject prove, if any.
     pub fn identity_by_subject(&self, issuer: &str, subject: &str) -> Option<&Identity> {
         let index = self

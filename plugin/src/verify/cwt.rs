@@ -92,6 +92,7 @@ impl Issuers {
             audience,
             algorithm: alg,
             key_id,
+            certificate_thumbprint: None,
         })
     }
 }

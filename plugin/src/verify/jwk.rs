@@ -219,6 +219,16 @@ impl KeySet {
         Ok(Self { keys })
     }
 
+    /// How many keys the set holds.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set holds no key (a fetched set not yet installed).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     /// Whether some key of the set could verify `alg`.
     pub fn can_verify(&self, alg: Algorithm) -> bool {
         self.keys.iter().any(|key| key.check_usable(alg).is_ok())
