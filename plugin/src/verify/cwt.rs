@@ -75,6 +75,9 @@ impl Issuers {
         let claims = parse_claims(&cose.payload)?;
         let iss = claims.iss.as_deref().ok_or(TokenError::IssuerMissing)?;
         let issuer = self.by_iss(iss).ok_or(TokenError::IssuerUnknown)?;
+        if issuer.keys.is_empty() {
+            return Err(TokenError::KeysUnavailable);
+        }
 
         let alg = cose.allowed_algorithm(&issuer.algorithms)?;
         if !issuer.accepts_typ(cose.typ.as_deref()) {
