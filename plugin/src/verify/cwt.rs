@@ -129,12 +129,34 @@ fn decode_strict(bytes: &[u8]) -> Option<Value> {
 
     let mut encoded = Vec::with_capacity(bytes.len());
     ciborium::ser::into_writer(&value, &mut encoded).ok()?;
-    if encoded != bytes || has_duplicate_keys(&value) {
+    if encoded != bytes || has_oversize_map(&value) || has_duplicate_keys(&value) {
         return None;
     }
     Some(value)
 }
 
+/// The most entries a CBOR map may have. The duplicate check compares keys
+/// pairwise, so this bounds its work (with [`MAX_CWT_LEN`] bounding the
+/// number of maps).
+pub const MAX_MAP_ENTRIES: usize = 128;
+
+/// Whether any map, at any depth, is over [`MAX_MAP_ENTRIES`].
+fn has_oversize_map(value: &Value) -> bool {
+    match value {
+        Value::Map(entries) => {
+            entries.len() > MAX_MAP_ENTRIES
+                || entries
+                    .iter()
+                    .any(|(k, v)| has_oversize_map(k) || has_oversize_map(v))
+        }
+        Value::Array(items) => items.iter().any(has_oversize_map),
+        Value::Tag(_, inner) => has_oversize_map(inner),
+        _ => false,
+    }
+}
+
+/// Whether any map, at any depth, repeats a key. Call only on values that
+/// passed [`has_oversize_map`].
 fn has_duplicate_keys(value: &Value) -> bool {
     match value {
         Value::Map(entries) => {
@@ -315,7 +337,7 @@ fn parse_protected(bytes: &[u8]) -> Result<Vec<(Value, Value)>, TokenError> {
         Some(Value::Map(entries)) => Ok(entries),
         Some(_) => Err(TokenError::HeaderMalformed("protected header is not a map")),
         None if ciborium::de::from_reader::<Value, _>(bytes)
-            .is_ok_and(|v| has_duplicate_keys(&v)) =>
+            .is_ok_and(|v| !has_oversize_map(&v) && has_duplicate_keys(&v)) =>
         {
             Err(TokenError::HeaderDuplicateMember)
         }
@@ -338,7 +360,7 @@ fn parse_claims(payload: &[u8]) -> Result<Claims, TokenError> {
         Some(Value::Map(entries)) => entries,
         Some(_) => return Err(TokenError::ClaimsMalformed("not a CBOR map")),
         None if ciborium::de::from_reader::<Value, _>(payload)
-            .is_ok_and(|v| has_duplicate_keys(&v)) =>
+            .is_ok_and(|v| !has_oversize_map(&v) && has_duplicate_keys(&v)) =>
         {
             return Err(TokenError::ClaimsDuplicateMember);
         }
@@ -415,5 +437,12 @@ mod tests {
         assert_eq!(decode_strict(&[0x01, 0x01]), None);
         // {1: 1, 1: 2}
         assert_eq!(decode_strict(&[0xa2, 0x01, 0x01, 0x01, 0x02]), None);
+        // A map of MAX_MAP_ENTRIES + 1 distinct keys.
+        let entries = (0..=MAX_MAP_ENTRIES as i64)
+            .map(|i| (Value::Integer(i.into()), Value::Null))
+            .collect();
+        let mut big = Vec::new();
+        ciborium::ser::into_writer(&Value::Map(entries), &mut big).unwrap();
+        assert_eq!(decode_strict(&big), None);
     }
 }

@@ -25,6 +25,11 @@ use std::fmt;
 /// be tried against.
 pub const MAX_KEYS: usize = 32;
 
+/// The most keys a token without a `kid` is tried against: two covers a key
+/// rotation, and the bound keeps a forged token from costing one signature
+/// check per key of a large set. Beyond it, a token must name its key.
+pub const MAX_KIDLESS_CANDIDATES: usize = 2;
+
 /// The longest `kid`, in bytes, in a key set or a token header.
 pub const MAX_KID_LEN: usize = 256;
 
@@ -238,7 +243,8 @@ impl KeySet {
     /// against.
     ///
     /// A `kid` is an exact lookup key. Without one, a set of one key offers
-    /// that key, and a larger set offers every key that fits `alg`.
+    /// that key, and a larger set offers the keys that fit `alg`, when there
+    /// are at most [`MAX_KIDLESS_CANDIDATES`] of them.
     ///
     /// # Errors
     ///
@@ -269,15 +275,16 @@ impl KeySet {
             .iter()
             .filter(|key| key.check_usable(alg).is_ok())
             .collect();
-        if fitting.is_empty() {
+        if fitting.is_empty() || fitting.len() > MAX_KIDLESS_CANDIDATES {
             return Err(TokenError::KeyUnknown);
         }
         Ok(fitting)
     }
 
     /// Verifies `signature` over `message` with the keys a token may be
-    /// checked against (an exact `kid` match; without a `kid`, the only key
-    /// or every key that fits `alg`), returning the `kid` of the key that
+    /// checked against (an exact `kid` match; without a `kid`, the only key,
+    /// or the keys that fit `alg` when there are at most
+    /// [`MAX_KIDLESS_CANDIDATES`]), returning the `kid` of the key that
     /// verified it.
     ///
     /// # Errors
