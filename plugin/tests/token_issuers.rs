@@ -79,7 +79,8 @@ fn weak_and_malformed_keys_are_named_with_their_problem() {
 
 #[test]
 fn key_members_are_checked() {
-    let cases: [(fn(&mut Value), &str); 8] = [
+    type Edit = fn(&mut Value);
+    let cases: [(Edit, &str); 8] = [
         (
             |jwk| jwk["d"] = json!("AQAB"),
             "issuer `corp-idp`: key `kid-rsa-sign`: carries private key member `d`",
