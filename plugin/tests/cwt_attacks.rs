@@ -256,3 +256,25 @@ fn claim_types_are_checked() {
         Err(TokenError::IssuerMissing)
     );
 }
+
+#[test]
+fn cwts_share_the_token_cache() {
+    let issuers = p256_issuers();
+    let mut cache = warden::verify::TokenCache::new(64 * 1024);
+    let message = es256(vec![alg(-7)], vec![]);
+    let first = issuers
+        .verify_cwt_cached(&mut cache, &message, NOW)
+        .unwrap();
+    let second = issuers
+        .verify_cwt_cached(&mut cache, &message, NOW + 1)
+        .unwrap();
+    assert_eq!(first, second);
+    assert_eq!(cache.hits_and_misses(), (1, 1));
+
+    // Past `exp` plus skew the entry is gone and the CWT is refused.
+    assert_eq!(
+        issuers.verify_cwt_cached(&mut cache, &message, NOW + 3660),
+        Err(TokenError::Expired)
+    );
+    assert!(cache.is_empty());
+}
