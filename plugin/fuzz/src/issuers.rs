@@ -25,6 +25,16 @@ fn public_key(kid: &str, alg: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The Wycheproof HMAC key without its `alg`, so that it serves both `HS256`
+/// and the COSE-only `HMAC 256/64`.
+fn shared_key() -> Value {
+    let mut key = public_key("kid-aes-sign", "HS256");
+    if let Some(members) = key.as_object_mut() {
+        members.remove("alg");
+    }
+    key
+}
+
 fn spec(name: &str, iss: &str, algorithms: &[&str], keys: Vec<Value>) -> IssuerSpec {
     let value = json!({
         "name": name,
@@ -54,7 +64,7 @@ pub fn issuers() -> &'static Issuers {
                 "shared",
                 "https://shared.example.com",
                 &["HS256", "HMAC 256/64"],
-                vec![public_key("kid-aes-sign", "HS256")],
+                vec![shared_key()],
             ),
         ];
         Issuers::compile(&specs).unwrap_or_else(|e| panic!("fuzz issuers: {e}"))
