@@ -5,14 +5,15 @@
 # Keys, API keys and tokens are generated fresh on every run by
 # `warden-policy demo` into .warden/demo/ (never committed). Envoy listens
 # on 127.0.0.1:10000 (echo upstream on 10001, admin on 10002, and a key
-# server for the partner issuer's fetched JWKS on 10003).
+# server for the partner issuer's fetched JWKS on 10003). A second listener
+# on 127.0.0.1:10443 requires client certificates (made by make-certs.sh).
 #
 # WARDEN_DEMO_ONCE=1 stops after the tour instead of serving until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 out=.warden/demo
-listen=10000 upstream=10001 admin=10002 jwks=10003
+listen=10000 upstream=10001 admin=10002 jwks=10003 mtls=10443
 
 bash examples/setup.sh
 cargo build --quiet --release --target wasm32-wasip1 -p warden
@@ -21,9 +22,11 @@ tool=target/release/warden-policy
 
 rm -rf "$out" && mkdir -p "$out"
 $tool demo policies/demo/policy.json "$out"
+bash examples/envoy/make-certs.sh "$out/tls"
 $tool envoy examples/envoy/envoy.yaml --config "$out/plugin-config.json" \
   --wasm "$PWD/target/wasm32-wasip1/release/warden.wasm" \
-  --listen $listen --upstream $upstream --admin $admin --jwks $jwks > "$out/envoy.yaml"
+  --listen $listen --upstream $upstream --admin $admin --jwks $jwks \
+  --mtls $mtls --tls-dir "$PWD/$out/tls" > "$out/envoy.yaml"
 
 pids=()
 stop() { kill "${pids[@]}" 2>/dev/null || true; }

@@ -27,10 +27,13 @@ USAGE:
 
     warden-policy envoy <TEMPLATE.yaml> --config <PLUGIN-CONFIG.json>
                   --wasm <WARDEN.wasm> --listen <PORT> --upstream <PORT> --admin <PORT>
-                  --jwks <PORT>
+                  --jwks <PORT> --mtls <PORT> --tls-dir <DIR>
         Print an Envoy configuration rendered from a template with
-        @CONFIG@, @WASM@, @LISTEN_PORT@, @UPSTREAM_PORT@, @ADMIN_PORT@ and
-        @JWKS_PORT@ (the key server the `jwks` cluster reaches).
+        @CONFIG@, @WASM@, @LISTEN_PORT@, @UPSTREAM_PORT@, @ADMIN_PORT@,
+        @JWKS_PORT@ (the key server the `jwks` cluster reaches),
+        @MTLS_PORT@ (the listener that requires client certificates) and
+        @TLS_DIR@ (server.pem, server.key and ca.pem, as
+        examples/envoy/make-certs.sh writes them).
 
     warden-policy --help
         Print this help.
@@ -141,6 +144,8 @@ fn render_envoy(template: &Path, options: &[&str]) -> Result<String, Error> {
         ("UPSTREAM_PORT", option("--upstream")?),
         ("ADMIN_PORT", option("--admin")?),
         ("JWKS_PORT", option("--jwks")?),
+        ("MTLS_PORT", option("--mtls")?),
+        ("TLS_DIR", option("--tls-dir")?),
     ];
     envoy::render(&read(template)?, &values)
 }
