@@ -130,10 +130,20 @@ fn render_envoy(template: &Path, options: &[&str]) -> Result<String, Error> {
             .map(|v| (*v).to_owned())
             .ok_or(Error(format!("envoy: missing `{name} <VALUE>`")))
     };
-    if options.len() != 10 {
-        return Err(Error(
-            "envoy: expects exactly the five options; see `--help`".into(),
-        ));
+    const NAMES: [&str; 8] = [
+        "--config",
+        "--wasm",
+        "--listen",
+        "--upstream",
+        "--admin",
+        "--jwks",
+        "--mtls",
+        "--tls-dir",
+    ];
+    if let Some(unknown) = options.iter().step_by(2).find(|o| !NAMES.contains(o)) {
+        return Err(Error(format!(
+            "envoy: unknown option `{unknown}`; see `--help`"
+        )));
     }
     let config = read(&PathBuf::from(option("--config")?))?;
     let wasm = option("--wasm")?;
