@@ -34,6 +34,7 @@ pub mod outcome;
 pub mod plugin;
 pub mod profile;
 pub mod request;
+pub mod testing;
 pub mod transcript;
 mod vm;
 pub mod world;

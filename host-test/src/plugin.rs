@@ -211,6 +211,7 @@ struct Run {
     reply_sent: bool,
     logs: Vec<LogLine>,
     transcript: Transcript,
+    finished: Option<Outcome>,
 }
 
 /// A running plugin.
@@ -398,6 +399,7 @@ impl Plugin {
             reply_sent: false,
             logs: Vec::new(),
             transcript: Transcript::new(record),
+            finished: None,
         };
         if vm.failed.is_none() {
             vm.state_mut().streams.insert(context, stream);
@@ -405,7 +407,7 @@ impl Plugin {
         } else {
             vm.state_mut().streams.insert(context, stream);
         }
-        self.drive(id, &mut run, false);
+        run.finished = self.drive(id, &mut run, false);
         self.runs.insert(id, run);
         Ok(id)
     }
@@ -421,9 +423,12 @@ impl Plugin {
             .runs
             .remove(&id)
             .ok_or(ErrorKind::UnknownStream(id.context))?;
-        let outcome = self
-            .drive(id, &mut run, true)
-            .unwrap_or_else(|| self.stalled(id, &mut run));
+        let outcome = match run.finished.take() {
+            Some(outcome) => outcome,
+            None => self
+                .drive(id, &mut run, true)
+                .unwrap_or_else(|| self.stalled(id, &mut run)),
+        };
         Ok(Exchange {
             outcome,
             transcript: run.transcript,
