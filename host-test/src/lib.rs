@@ -25,6 +25,7 @@
 pub mod abi;
 pub mod cli;
 pub mod engine;
+pub mod envoy;
 mod error;
 pub mod exchange;
 pub mod host;

@@ -1,65 +1,28 @@
-//! JWS compact tokens (JWT) checked against the policy's issuers.
+//! JWS compact tokens (JWT, RFC 7519) checked against the policy's issuers.
 //!
-//! Placeholder interface: the verifier itself lands with the token work.
+//! [`Issuers::verify`] runs the guard steps listed in the [module
+//! docs](super) in order. The signature layer is also usable on its own
+//! through [`verify_signature`], for payloads that are not JSON claims.
 
-use serde::Deserialize;
-use std::fmt;
+use super::algorithm::Algorithm;
+use super::base64url;
+use super::claims::{self, Claims};
+use super::error::{Segment, TokenError};
+use super::issuer::Issuers;
+use super::json::{self, JsonError};
+use super::jwk::{KeySet, MAX_KID_LEN};
+use serde_json::{Map, Value};
 
-/// A token issuer as a policy declares it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssuerSpec {
-    /// The name identities use to refer to this issuer.
-    pub name: String,
-    /// The exact `iss` claim value.
-    pub issuer: String,
-    /// Accepted `aud` values; a token must carry at least one of them.
-    pub audiences: Vec<String>,
-    /// Allowed `alg` values.
-    pub algorithms: Vec<String>,
-    /// The issuer's public keys, as an inline JWKS.
-    pub jwks: serde_json::Value,
-}
+/// The longest token accepted, in bytes; longer ones are refused before any
+/// decoding.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
-/// The policy's issuers, compiled for verification.
-#[derive(Debug, Default)]
-pub struct Issuers {
-    names: Vec<String>,
-}
+/// The longest encoded header segment accepted, in bytes.
+pub const MAX_HEADER_LEN: usize = 1024;
 
-/// An issuer declaration that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IssuerError(String);
-
-impl fmt::Display for IssuerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for IssuerError {}
-
-/// Why a token was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenError {
-    /// The verifier is not built yet.
-    Unsupported,
-}
-
-impl TokenError {
-    /// The stable reason code for decisions and responses.
-    pub fn reason(&self) -> &'static str {
-        "token_unsupported"
-    }
-}
-
-impl fmt::Display for TokenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("token verification is not available")
-    }
-}
-
-impl std::error::Error for TokenError {}
+/// The longest encoded signature segment accepted, in bytes: a 4096-bit RSA
+/// signature takes 683.
+pub const MAX_SIGNATURE_LEN: usize = 700;
 
 /// What a verified token proves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,29 +33,202 @@ pub struct VerifiedToken {
     pub subject: String,
     /// The `exp` claim, in seconds since the Unix epoch.
     pub expires_at: Option<u64>,
+    /// The `aud` value that matched one of the issuer's audiences.
+    pub audience: String,
+    /// The `alg` the token was verified with.
+    pub algorithm: Algorithm,
+    /// The `kid` of the key that verified it, when the key has one.
+    pub key_id: Option<String>,
+}
+
+/// The protected header members the verifier reads.
+///
+/// `jku`, `x5u`, `x5c`, `x5t` and `jwk` are deliberately not read: keys come
+/// only from the issuer's declared set.
+#[derive(Debug)]
+struct Header {
+    alg: String,
+    kid: Option<String>,
+    typ: Option<String>,
+}
+
+/// A token split and decoded, not yet verified.
+#[derive(Debug)]
+struct Compact<'a> {
+    signing_input: &'a [u8],
+    header: Header,
+    payload: Vec<u8>,
+    signature: Vec<u8>,
 }
 
 impl Issuers {
-    /// Compiles the policy's issuer declarations.
-    ///
-    /// # Errors
-    ///
-    /// Returns an error naming the issuer and the problem.
-    pub fn compile(specs: &[IssuerSpec]) -> Result<Self, IssuerError> {
-        Ok(Self { names: specs.iter().map(|s| s.name.clone()).collect() })
-    }
-
-    /// Whether an issuer of this policy name exists.
-    pub fn contains(&self, name: &str) -> bool {
-        self.names.iter().any(|n| n == name)
-    }
-
     /// Verifies a compact JWS at `now` (seconds since the Unix epoch).
     ///
     /// # Errors
     ///
     /// Returns the first guard step the token fails.
-    pub fn verify(&self, _token: &str, _now: u64) -> Result<VerifiedToken, TokenError> {
-        Err(TokenError::Unsupported)
+    pub fn verify(&self, token: &str, now: u64) -> Result<VerifiedToken, TokenError> {
+        let jws = Compact::parse(token)?;
+
+        let claims = parse_claims(&jws.payload)?;
+        let iss = claims::json_issuer(&claims)?;
+        let issuer = self.by_iss(iss).ok_or(TokenError::IssuerUnknown)?;
+
+        let alg = allowed_algorithm(&jws.header.alg, &issuer.algorithms)?;
+        if !issuer.accepts_typ(jws.header.typ.as_deref()) {
+            return Err(TokenError::TypeMismatch);
+        }
+
+        let key_id = issuer.keys.verify(
+            jws.header.kid.as_deref(),
+            alg,
+            jws.signing_input,
+            &jws.signature,
+        )?;
+
+        let claims = Claims::from_json(&claims)?;
+        let audience = issuer.rules.check(&claims, now)?;
+
+        Ok(VerifiedToken {
+            issuer: issuer.name.clone(),
+            subject: claims.sub.unwrap_or_default(),
+            expires_at: claims.exp,
+            audience,
+            algorithm: alg,
+            key_id: key_id.map(str::to_owned),
+        })
+    }
+}
+
+/// Checks a compact JWS's shape, header and signature against `keys`,
+/// accepting the algorithms in `allowed`, and returns the payload bytes
+/// without interpreting them.
+///
+/// # Errors
+///
+/// Returns the first guard step the token fails.
+pub fn verify_signature(
+    token: &str,
+    keys: &KeySet,
+    allowed: &[Algorithm],
+) -> Result<Vec<u8>, TokenError> {
+    let jws = Compact::parse(token)?;
+
+    let alg = allowed_algorithm(&jws.header.alg, allowed)?;
+
+    keys.verify(
+        jws.header.kid.as_deref(),
+        alg,
+        jws.signing_input,
+        &jws.signature,
+    )?;
+    Ok(jws.payload)
+}
+
+/// Checks `alg` against an allow-list, before any cryptography.
+fn allowed_algorithm(name: &str, allowed: &[Algorithm]) -> Result<Algorithm, TokenError> {
+    if name.eq_ignore_ascii_case("none") {
+        return Err(TokenError::AlgorithmNone);
+    }
+    Algorithm::from_name(name)
+        .filter(|alg| allowed.contains(alg))
+        .ok_or(TokenError::AlgorithmNotAllowed)
+}
+
+fn parse_claims(payload: &[u8]) -> Result<Map<String, Value>, TokenError> {
+    json::parse_object(payload).map_err(|e| match e {
+        JsonError::DuplicateMember => TokenError::ClaimsDuplicateMember,
+        JsonError::NotObject => TokenError::ClaimsMalformed("not a JSON object"),
+        JsonError::Syntax => TokenError::ClaimsMalformed("not JSON"),
+    })
+}
+
+impl<'a> Compact<'a> {
+    /// Runs the steps that need no issuer: size caps, shape, base64url and
+    /// the header.
+    fn parse(token: &'a str) -> Result<Self, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLarge("token"));
+        }
+
+        let mut segments = token.split('.');
+        let (header, payload, signature) = match (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) {
+            (Some(h), Some(p), Some(s), None) => (h, p, s),
+            _ => return Err(TokenError::Malformed("not three dot-separated segments")),
+        };
+        if header.is_empty() {
+            return Err(TokenError::Malformed("empty header segment"));
+        }
+        if signature.is_empty() {
+            return Err(TokenError::Malformed("empty signature segment"));
+        }
+        if header.len() > MAX_HEADER_LEN {
+            return Err(TokenError::TooLarge("token header"));
+        }
+        if signature.len() > MAX_SIGNATURE_LEN {
+            return Err(TokenError::TooLarge("token signature"));
+        }
+
+        let decode = |text: &str, segment| {
+            base64url::decode(text.as_bytes()).map_err(|_| TokenError::Encoding(segment))
+        };
+        let header_bytes = decode(header, Segment::Header)?;
+        let payload = decode(payload, Segment::Payload)?;
+        let signature_bytes = decode(signature, Segment::Signature)?;
+
+        let header = Header::parse(&header_bytes)?;
+
+        let signed_len = token.len() - signature.len() - 1;
+        let signing_input = token
+            .as_bytes()
+            .get(..signed_len)
+            .ok_or(TokenError::Malformed("segment bounds"))?;
+        Ok(Self {
+            signing_input,
+            header,
+            payload,
+            signature: signature_bytes,
+        })
+    }
+}
+
+impl Header {
+    fn parse(bytes: &[u8]) -> Result<Self, TokenError> {
+        let map = json::parse_object(bytes).map_err(|e| match e {
+            JsonError::DuplicateMember => TokenError::HeaderDuplicateMember,
+            JsonError::NotObject => TokenError::HeaderMalformed("not a JSON object"),
+            JsonError::Syntax => TokenError::HeaderMalformed("not JSON"),
+        })?;
+
+        if map.contains_key("crit") {
+            return Err(TokenError::CritUnsupported);
+        }
+
+        let alg = match map.get("alg") {
+            Some(Value::String(alg)) => alg.clone(),
+            Some(_) => return Err(TokenError::HeaderMalformed("`alg` is not a string")),
+            None => return Err(TokenError::HeaderMalformed("no `alg`")),
+        };
+
+        let kid = match map.get("kid") {
+            None => None,
+            Some(Value::String(kid)) if kid.len() > MAX_KID_LEN => {
+                return Err(TokenError::KidTooLong);
+            }
+            Some(Value::String(kid)) => Some(kid.clone()),
+            Some(_) => return Err(TokenError::HeaderMalformed("`kid` is not a string")),
+        };
+
+        let typ = match map.get("typ") {
+            None => None,
+            Some(Value::String(typ)) => Some(typ.clone()),
+            Some(_) => return Err(TokenError::HeaderMalformed("`typ` is not a string")),
+        };
+        Ok(Self { alg, kid, typ })
     }
 }

@@ -1,0 +1,26 @@
+# The two commands of the README, and the steps they are made of.
+# Every target installs what it needs first (examples/setup.sh).
+
+WASM := target/wasm32-wasip1/release/warden.wasm
+
+.PHONY: demo test setup wasm lint
+
+## Envoy with Warden and the demo policy on 127.0.0.1:10000, and a tour.
+demo:
+	examples/envoy/demo.sh
+
+## Every check and every test, as CI runs them.
+test: setup lint wasm
+	cargo test --workspace
+
+setup:
+	bash examples/setup.sh
+
+wasm:
+	cargo build --release --target wasm32-wasip1 -p warden
+	@ls -l $(WASM)
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p warden --target wasm32-wasip1 -- -D warnings
