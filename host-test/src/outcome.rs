@@ -20,6 +20,9 @@ pub enum Disposition {
     /// The filter paused the stream and nothing resumed it: no callout or
     /// timer was left that could.
     Stalled,
+    /// The filter reset the stream (`proxy_close_stream`): the client got
+    /// no response.
+    Reset,
 }
 
 /// One line the filter logged.

@@ -8,7 +8,7 @@
 //! jumping the clock to the next timer, until the filter resumes it,
 //! answers it, or nothing is left that could.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::abi::{Action, LogLevel, Pairs, StreamType};
@@ -188,24 +188,36 @@ impl PluginBuilder {
 
 /// Where a stream is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
-    RequestHeaders,
-    RequestBody,
-    RequestTrailers,
-    RequestWait,
+enum Phase {
+    Request,
     Upstream,
-    ResponseHeaders,
-    ResponseBody,
-    ResponseTrailers,
-    ResponseWait,
+    Response,
     Complete,
+}
+
+/// What reaches the filter in one direction, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Event {
+    Headers,
+    Data(Vec<u8>, bool),
+    Trailers(Pairs),
 }
 
 #[derive(Debug)]
 struct Run {
     request: Request,
-    step: Step,
-    stopped: bool,
+    phase: Phase,
+    events: VecDeque<Event>,
+    /// Iteration stopped: nothing more reaches the filter or goes on until
+    /// the filter resumes this direction.
+    waiting: bool,
+    /// The headers were paused, so Envoy holds the body back and hands it
+    /// over in one piece on resume.
+    held: bool,
+    /// The last body callback paused: later chunks add to the buffer.
+    buffering: bool,
+    /// The body that went on past the filter, per direction.
+    passed: Vec<u8>,
     forwarded: Option<Forwarded>,
     disposition: Disposition,
     reply_sent: bool,
@@ -234,6 +246,27 @@ impl std::fmt::Debug for Plugin {
             .field("open_streams", &self.runs.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Whether a callback's answer stops iteration; a trap counts as no
+/// answer, and the failure is picked up before the next step.
+fn paused(result: std::result::Result<i32, crate::vm::Trap>) -> bool {
+    result.is_ok_and(|code| Action::from_code(code) == Action::Pause)
+}
+
+/// The request's events: headers, then the codec's body frames, then
+/// trailers.
+fn request_events(frames: &[(Vec<u8>, bool)], request: &Request) -> VecDeque<Event> {
+    let mut events = VecDeque::from([Event::Headers]);
+    events.extend(
+        frames
+            .iter()
+            .map(|(chunk, eos)| Event::Data(chunk.clone(), *eos)),
+    );
+    if !request.trailers.0.is_empty() {
+        events.push_back(Event::Trailers(to_pairs(&request.trailers)));
+    }
+    events
 }
 
 fn to_pairs(headers: &Headers) -> Pairs {
@@ -390,10 +423,21 @@ impl Plugin {
             ..Stream::default()
         };
         let record = vm.state().transcript.is_enabled();
+        let events = request_events(
+            &profile.body_frames(
+                request.body.as_deref().map(str::as_bytes),
+                !request.trailers.0.is_empty(),
+            ),
+            &request,
+        );
         let mut run = Run {
             request,
-            step: Step::RequestHeaders,
-            stopped: false,
+            phase: Phase::Request,
+            events,
+            waiting: false,
+            held: false,
+            buffering: false,
+            passed: Vec::new(),
             forwarded: None,
             disposition: Disposition::Forwarded,
             reply_sent: false,
@@ -485,23 +529,165 @@ impl Plugin {
             if let Some(outcome) = self.apply_stream_requests(id, run) {
                 return Some(outcome);
             }
-            let waiting = match run.step {
-                Step::RequestWait => self.resume(id, run, StreamType::Request, Step::Upstream),
-                Step::ResponseWait => self.resume(id, run, StreamType::Response, Step::Complete),
-                Step::Complete => return Some(self.complete(id, run)),
-                step => {
-                    self.step(id, run, step);
-                    false
+            let direction = match run.phase {
+                Phase::Request => StreamType::Request,
+                Phase::Response => StreamType::Response,
+                Phase::Upstream => {
+                    self.forward(id, run);
+                    continue;
                 }
+                Phase::Complete => return Some(self.complete(id, run)),
             };
-            if waiting {
+            if run.waiting {
+                if self.take_resume(id, direction) {
+                    self.release(id, run, direction);
+                    continue;
+                }
                 let horizon = waiting_since.saturating_add(STALL_AFTER_NS);
                 if !pump || !self.pump(horizon) {
                     return None;
                 }
+                continue;
+            }
+            match run.events.pop_front() {
+                Some(event) => self.deliver(id, run, direction, event),
+                None if direction == StreamType::Request => run.phase = Phase::Upstream,
+                None => run.phase = Phase::Complete,
             }
         }
         None
+    }
+
+    /// Whether the filter resumed `direction`; clears the request.
+    fn take_resume(&mut self, id: StreamId, direction: StreamType) -> bool {
+        let Some(stream) = self.stream(id) else {
+            return false;
+        };
+        let resumed = stream.resume == Some(direction);
+        stream.resume = None;
+        resumed
+    }
+
+    /// The filter resumed: buffered body goes on, and a body held back
+    /// behind paused headers arrives in one piece.
+    fn release(&mut self, id: StreamId, run: &mut Run, direction: StreamType) {
+        run.waiting = false;
+        if run.buffering {
+            let buffer = self
+                .body_mut(id, direction)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            run.passed.extend(buffer);
+            run.buffering = false;
+        }
+        if run.held {
+            run.held = false;
+            let mut data = Vec::new();
+            let mut end = None;
+            while let Some(Event::Data(chunk, eos)) = run.events.front() {
+                data.extend_from_slice(chunk);
+                end = Some(*eos);
+                run.events.pop_front();
+            }
+            if let Some(eos) = end {
+                run.events.push_front(Event::Data(data, eos));
+            }
+        }
+    }
+
+    fn body_mut(&mut self, id: StreamId, direction: StreamType) -> Option<&mut Vec<u8>> {
+        let stream = self.stream(id)?;
+        Some(match direction {
+            StreamType::Response => &mut stream.response_body,
+            _ => &mut stream.request_body,
+        })
+    }
+
+    /// Hands one event to the filter and applies its answer.
+    fn deliver(&mut self, id: StreamId, run: &mut Run, direction: StreamType, event: Event) {
+        let ctx = id.context;
+        let last = run.events.is_empty();
+        let request = direction == StreamType::Request;
+        if let Some(stream) = self.stream(id) {
+            stream.resume = None;
+        }
+        match event {
+            Event::Headers => {
+                let count = self.stream(id).map_or(0, |s| {
+                    if request {
+                        s.request_headers.len()
+                    } else {
+                        s.response_headers.as_ref().map_or(0, Vec::len)
+                    }
+                });
+                let vm = self.vm(id);
+                let result = if request {
+                    vm.request_headers(ctx, count, last)
+                } else {
+                    vm.response_headers(ctx, count, last)
+                };
+                if paused(result) {
+                    run.waiting = true;
+                    run.held = true;
+                }
+            }
+            Event::Data(chunk, eos) => {
+                let buffering = run.buffering;
+                let size = match self.body_mut(id, direction) {
+                    Some(buffer) => {
+                        if !buffering {
+                            buffer.clear();
+                        }
+                        buffer.extend_from_slice(&chunk);
+                        buffer.len()
+                    }
+                    None => 0,
+                };
+                let vm = self.vm(id);
+                let result = if request {
+                    vm.request_body(ctx, size, eos)
+                } else {
+                    vm.response_body(ctx, size, eos)
+                };
+                if paused(result) {
+                    run.buffering = true;
+                    run.waiting = eos;
+                } else {
+                    let buffer = self
+                        .body_mut(id, direction)
+                        .map(std::mem::take)
+                        .unwrap_or_default();
+                    run.passed.extend(buffer);
+                    run.buffering = false;
+                }
+            }
+            Event::Trailers(pairs) => {
+                let count = pairs.len();
+                if let Some(stream) = self.stream(id) {
+                    if request {
+                        stream.request_trailers = Some(pairs);
+                    } else {
+                        stream.response_trailers = Some(pairs);
+                    }
+                }
+                let vm = self.vm(id);
+                let result = if request {
+                    vm.request_trailers(ctx, count)
+                } else {
+                    vm.response_trailers(ctx, count)
+                };
+                if paused(result) {
+                    run.waiting = true;
+                } else if run.buffering {
+                    let buffer = self
+                        .body_mut(id, direction)
+                        .map(std::mem::take)
+                        .unwrap_or_default();
+                    run.passed.extend(buffer);
+                    run.buffering = false;
+                }
+            }
+        }
     }
 
     /// Acts on what the filter asked of the stream: a local response or a
@@ -511,7 +697,6 @@ impl Plugin {
         let stream = self.stream(id)?;
         if stream.close {
             stream.close = false;
-            run.disposition = Disposition::Stalled;
             return Some(self.reset(id, run));
         }
         let reply = stream.local_reply.take()?;
@@ -522,141 +707,44 @@ impl Plugin {
         run.disposition = Disposition::LocalReply;
         stream.response_headers =
             Some(profile.local_reply_headers(reply.status, &reply.body, &reply.headers));
-        stream.response_body = reply.body;
+        stream.response_body.clear();
         stream.response_trailers = None;
         stream.response_details = Some(reply.details);
         stream.resume = None;
-        let on_request_side = matches!(
-            run.step,
-            Step::RequestHeaders
-                | Step::RequestBody
-                | Step::RequestTrailers
-                | Step::RequestWait
-                | Step::Upstream
-        );
-        run.stopped = false;
-        run.step = if on_request_side {
-            Step::ResponseHeaders
+        run.waiting = false;
+        run.held = false;
+        run.buffering = false;
+        run.passed.clear();
+        if run.phase == Phase::Response {
+            // The response is already on its way through the filter: Envoy
+            // replaces it without running the filter again.
+            run.passed = reply.body;
+            run.events.clear();
+            run.phase = Phase::Complete;
         } else {
-            Step::Complete
-        };
+            run.events = VecDeque::from([Event::Headers]);
+            if !reply.body.is_empty() {
+                run.events.push_back(Event::Data(reply.body, true));
+            }
+            run.phase = Phase::Response;
+        }
         None
-    }
-
-    /// At a wait point: returns whether the stream must keep waiting.
-    fn resume(&mut self, id: StreamId, run: &mut Run, direction: StreamType, next: Step) -> bool {
-        let Some(stream) = self.stream(id) else {
-            return false;
-        };
-        if run.stopped && stream.resume == Some(direction) {
-            stream.resume = None;
-            run.stopped = false;
-        }
-        if run.stopped {
-            return true;
-        }
-        run.step = next;
-        false
-    }
-
-    fn step(&mut self, id: StreamId, run: &mut Run, step: Step) {
-        let has_body = run.request.body.is_some();
-        let has_trailers = !run.request.trailers.0.is_empty();
-        let ctx = id.context;
-        let result = match step {
-            Step::RequestHeaders => {
-                let count = self.stream(id).map_or(0, |s| s.request_headers.len());
-                run.step = match (has_body, has_trailers) {
-                    (true, _) => Step::RequestBody,
-                    (false, true) => Step::RequestTrailers,
-                    (false, false) => Step::RequestWait,
-                };
-                self.vm(id)
-                    .request_headers(ctx, count, !has_body && !has_trailers)
-            }
-            Step::RequestBody => {
-                let body = run.request.body.clone().unwrap_or_default().into_bytes();
-                let size = body.len();
-                if let Some(stream) = self.stream(id) {
-                    stream.request_body = body;
-                }
-                run.step = if has_trailers {
-                    Step::RequestTrailers
-                } else {
-                    Step::RequestWait
-                };
-                self.vm(id).request_body(ctx, size, !has_trailers)
-            }
-            Step::RequestTrailers => {
-                let trailers = to_pairs(&run.request.trailers);
-                let count = trailers.len();
-                if let Some(stream) = self.stream(id) {
-                    stream.request_trailers = Some(trailers);
-                }
-                run.step = Step::RequestWait;
-                self.vm(id).request_trailers(ctx, count)
-            }
-            Step::Upstream => {
-                self.forward(id, run);
-                run.step = Step::ResponseHeaders;
-                return;
-            }
-            Step::ResponseHeaders => {
-                let (count, end) = self.stream(id).map_or((0, true), |s| {
-                    let count = s.response_headers.as_ref().map_or(0, Vec::len);
-                    (
-                        count,
-                        s.response_body.is_empty() && s.response_trailers.is_none(),
-                    )
-                });
-                let (body, trailers) = self.stream(id).map_or((false, false), |s| {
-                    (!s.response_body.is_empty(), s.response_trailers.is_some())
-                });
-                run.step = match (body, trailers) {
-                    (true, _) => Step::ResponseBody,
-                    (false, true) => Step::ResponseTrailers,
-                    (false, false) => Step::ResponseWait,
-                };
-                self.vm(id).response_headers(ctx, count, end)
-            }
-            Step::ResponseBody => {
-                let (size, trailers) = self.stream(id).map_or((0, false), |s| {
-                    (s.response_body.len(), s.response_trailers.is_some())
-                });
-                run.step = if trailers {
-                    Step::ResponseTrailers
-                } else {
-                    Step::ResponseWait
-                };
-                self.vm(id).response_body(ctx, size, !trailers)
-            }
-            Step::ResponseTrailers => {
-                let count = self
-                    .stream(id)
-                    .and_then(|s| s.response_trailers.as_ref().map(Vec::len))
-                    .unwrap_or(0);
-                run.step = Step::ResponseWait;
-                self.vm(id).response_trailers(ctx, count)
-            }
-            Step::RequestWait | Step::ResponseWait | Step::Complete => return,
-        };
-        // A trap is picked up at the top of the loop; a body callback that
-        // continues releases headers it follows, as in Envoy.
-        if let Ok(code) = result {
-            run.stopped = Action::from_code(code) == Action::Pause;
-        }
     }
 
     /// The request reaches the upstream, which answers with the scripted
     /// response.
     fn forward(&mut self, id: StreamId, run: &mut Run) {
         let profile = self.info.profile.clone();
+        let body = std::mem::take(&mut run.passed);
+        run.phase = Phase::Response;
+        run.buffering = false;
+        run.held = false;
         let Some(stream) = self.stream(id) else {
             return;
         };
         let forwarded = Forwarded {
             headers: to_headers(&profile.upstream_request_headers(&stream.request_headers)),
-            body: String::from_utf8_lossy(&stream.request_body).into_owned(),
+            body: String::from_utf8_lossy(&body).into_owned(),
             trailers: stream
                 .request_trailers
                 .as_ref()
@@ -669,10 +757,23 @@ impl Plugin {
             &upstream.headers.0,
             upstream.body.as_deref(),
         ));
-        stream.response_body = upstream.body.unwrap_or_default().into_bytes();
-        stream.response_trailers =
-            (!upstream.trailers.0.is_empty()).then(|| to_pairs(&upstream.trailers));
+        stream.response_body.clear();
+        stream.response_trailers = None;
         stream.response_details = Some("via_upstream".into());
+        let trailers = (!upstream.trailers.0.is_empty()).then(|| to_pairs(&upstream.trailers));
+        let frames = profile.body_frames(
+            upstream.body.as_deref().map(str::as_bytes),
+            trailers.is_some(),
+        );
+        run.events = VecDeque::from([Event::Headers]);
+        run.events.extend(
+            frames
+                .into_iter()
+                .map(|(chunk, eos)| Event::Data(chunk, eos)),
+        );
+        if let Some(trailers) = trailers {
+            run.events.push_back(Event::Trailers(trailers));
+        }
         if run.transcript.is_enabled() {
             run.transcript.push(Entry::Note(format!(
                 "upstream receives {} {}",
@@ -701,12 +802,19 @@ impl Plugin {
             .iter()
             .find(|(name, _)| name == b":status")
             .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse().ok());
+        let mut client_headers = without_pseudo(&headers);
+        if stream.response_headers.is_some()
+            && client_headers.get("content-length").is_none()
+            && run.passed.is_empty()
+        {
+            client_headers.0.push(("content-length".into(), "0".into()));
+        }
         Outcome {
             disposition: run.disposition,
             status,
             details: stream.response_details.clone().unwrap_or_default(),
-            headers: without_pseudo(&headers),
-            body: String::from_utf8_lossy(&stream.response_body).into_owned(),
+            headers: client_headers,
+            body: String::from_utf8_lossy(&run.passed).into_owned(),
             trailers: stream
                 .response_trailers
                 .as_ref()
@@ -728,11 +836,10 @@ impl Plugin {
             .remove(&id.context)
             .unwrap_or_default();
         stream.response_headers = None;
-        stream.response_body.clear();
         stream.response_details = Some("filter_reset".into());
-        let mut outcome = self.outcome(run, &stream);
-        outcome.disposition = Disposition::Stalled;
-        outcome
+        run.passed.clear();
+        run.disposition = Disposition::Reset;
+        self.outcome(run, &stream)
     }
 
     fn stalled(&mut self, id: StreamId, run: &mut Run) -> Outcome {
@@ -751,42 +858,76 @@ impl Plugin {
             .remove(&id.context)
             .unwrap_or_default();
         stream.response_headers = None;
-        stream.response_body.clear();
-        let mut outcome = self.outcome(run, &stream);
-        outcome.disposition = Disposition::Stalled;
-        outcome
+        stream.response_details = None;
+        run.passed.clear();
+        run.disposition = Disposition::Stalled;
+        self.outcome(run, &stream)
     }
 
     /// The stream's VM failed: the failure policy answers.
     fn fail(&mut self, id: StreamId, run: &mut Run) -> Outcome {
         self.collect(run);
         let profile = self.info.profile.clone();
-        let policy = self.policy;
+        if self.policy == FailurePolicy::FailOpen {
+            return self.fail_open(id, run);
+        }
         let mut stream = self
             .vm(id)
             .state_mut()
             .streams
             .remove(&id.context)
             .unwrap_or_default();
-        if policy == FailurePolicy::FailOpen {
-            if run.forwarded.is_none() && !run.reply_sent {
-                self.vm(id).state_mut().streams.insert(id.context, stream);
-                self.forward(id, run);
-                stream = self
-                    .vm(id)
-                    .state_mut()
-                    .streams
-                    .remove(&id.context)
-                    .unwrap_or_default();
-            }
-            return self.outcome(run, &stream);
-        }
         let (status, details) = profile.failure_reply();
         stream.response_headers = Some(profile.local_reply_headers(status, b"", &Vec::new()));
-        stream.response_body.clear();
         stream.response_trailers = None;
         stream.response_details = Some(details.into());
+        run.passed.clear();
         run.disposition = Disposition::VmFailed;
+        self.outcome(run, &stream)
+    }
+
+    /// Failing open: the rest of the stream passes as if the filter were
+    /// absent.
+    fn fail_open(&mut self, id: StreamId, run: &mut Run) -> Outcome {
+        if run.phase == Phase::Request {
+            for event in std::mem::take(&mut run.events) {
+                if let Event::Data(chunk, _) = event {
+                    run.passed.extend(chunk);
+                }
+            }
+            if run.buffering {
+                let buffer = self
+                    .body_mut(id, StreamType::Request)
+                    .map(std::mem::take)
+                    .unwrap_or_default();
+                run.passed.extend(buffer);
+            }
+            self.forward(id, run);
+        }
+        if run.buffering {
+            let buffer = self
+                .body_mut(id, StreamType::Response)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            run.passed.extend(buffer);
+        }
+        for event in std::mem::take(&mut run.events) {
+            match event {
+                Event::Data(chunk, _) => run.passed.extend(chunk),
+                Event::Trailers(pairs) => {
+                    if let Some(stream) = self.stream(id) {
+                        stream.response_trailers = Some(pairs);
+                    }
+                }
+                Event::Headers => {}
+            }
+        }
+        let stream = self
+            .vm(id)
+            .state_mut()
+            .streams
+            .remove(&id.context)
+            .unwrap_or_default();
         self.outcome(run, &stream)
     }
 
@@ -888,7 +1029,7 @@ fn deliver_callout(vm: &mut Vm, token: u32) {
         CalloutAnswer::Timeout => text(504, "upstream request timeout"),
         CalloutAnswer::Fail => text(
             503,
-            "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
         ),
     };
     let counts = (

@@ -16,6 +16,10 @@ pub struct Profile {
     pub name: &'static str,
     /// The route timeout the router announces upstream, in milliseconds.
     pub route_timeout_ms: u64,
+    /// The proxy's own address, which Envoy appends to `x-forwarded-for`
+    /// for clients on loopback. Defaults to `192.0.2.1`; the fidelity
+    /// corpus sets the machine's address.
+    pub local_address: String,
 }
 
 impl Default for Profile {
@@ -78,30 +82,45 @@ impl Profile {
         Profile {
             name: "envoy-1.40",
             route_timeout_ms: 15_000,
+            local_address: "192.0.2.1".into(),
         }
     }
 
-    /// The request headers as the filter first sees them: pseudo-headers
-    /// first, then the client's headers lowercased, then what the
-    /// connection manager adds before any filter runs (`x-forwarded-proto`
-    /// and `x-request-id`, unless the client sent them).
+    /// The request headers as the filter first sees them, as the
+    /// connection manager of `examples/envoy/envoy.yaml` leaves them
+    /// (`use_remote_address: true`, no trusted hops, request ids not
+    /// preserved): pseudo-headers, the client's headers lowercased (minus
+    /// `x-envoy-*` ones, which external clients may not set), a
+    /// `content-length` for a body sent without one, then
+    /// `x-forwarded-for` with the client's address appended (Envoy's own
+    /// address when the client is on loopback), `x-forwarded-proto` from
+    /// the connection, `x-envoy-external-address` for an external client or
+    /// `x-envoy-internal: true` for an internal one, and a fresh
+    /// `x-request-id`.
     pub(crate) fn request_headers(&self, request: &Request, stream_id: u32) -> Pairs {
+        let client_ip = ip_of(&request.connection.source);
+        let internal = is_internal(client_ip);
         let mut pairs: Pairs = vec![
             (
                 b":authority".to_vec(),
                 request.authority.as_bytes().to_vec(),
             ),
-            (b":path".to_vec(), request.path.as_bytes().to_vec()),
+            (
+                b":path".to_vec(),
+                normalize_path(&request.path).into_bytes(),
+            ),
             (b":method".to_vec(), request.method.as_bytes().to_vec()),
             (b":scheme".to_vec(), request.scheme.as_bytes().to_vec()),
         ];
         for (name, value) in &request.headers.0 {
-            pairs.push((
-                name.to_ascii_lowercase().into_bytes(),
-                value.as_bytes().to_vec(),
-            ));
+            let name = name.to_ascii_lowercase();
+            if !internal && name.starts_with("x-envoy-") {
+                continue;
+            }
+            pairs.push((name.into_bytes(), value.as_bytes().to_vec()));
         }
         if let Some(body) = &request.body
+            && !body.is_empty()
             && request.headers.get("content-length").is_none()
             && request.headers.get("transfer-encoding").is_none()
         {
@@ -110,17 +129,49 @@ impl Profile {
                 body.len().to_string().into_bytes(),
             ));
         }
-        let has = |pairs: &Pairs, name: &[u8]| pairs.iter().any(|(key, _)| key == name);
-        if !has(&pairs, b"x-forwarded-proto") {
+        let appended = if is_loopback(client_ip) {
+            self.local_address.as_str()
+        } else {
+            client_ip
+        };
+        let forwarded_for = match take(&mut pairs, b"x-forwarded-for") {
+            Some(existing) => format!("{existing},{appended}"),
+            None => appended.to_owned(),
+        };
+        pairs.push((b"x-forwarded-for".to_vec(), forwarded_for.into_bytes()));
+        take(&mut pairs, b"x-forwarded-proto");
+        let proto = if request.connection.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        pairs.push((b"x-forwarded-proto".to_vec(), proto.as_bytes().to_vec()));
+        if internal {
+            pairs.push((b"x-envoy-internal".to_vec(), b"true".to_vec()));
+        } else {
             pairs.push((
-                b"x-forwarded-proto".to_vec(),
-                request.scheme.as_bytes().to_vec(),
+                b"x-envoy-external-address".to_vec(),
+                client_ip.as_bytes().to_vec(),
             ));
         }
-        if !has(&pairs, b"x-request-id") {
-            let id = format!("00000000-0000-4000-8000-{stream_id:012x}");
-            pairs.push((b"x-request-id".to_vec(), id.into_bytes()));
-        }
+        let client_id = take(&mut pairs, b"x-request-id");
+        let id = match client_id {
+            Some(id) if internal => id,
+            _ => format!("00000000-0000-4000-8000-{stream_id:012x}"),
+        };
+        pairs.push((b"x-request-id".to_vec(), id.into_bytes()));
+        pairs
+    }
+
+    /// The headers of an HTTP callout as the upstream receives them: the
+    /// filter's, then `x-envoy-internal: true` and the router's timeout.
+    pub(crate) fn callout_headers(&self, headers: &Pairs, timeout_ms: u32) -> Pairs {
+        let mut pairs = headers.clone();
+        pairs.push((b"x-envoy-internal".to_vec(), b"true".to_vec()));
+        pairs.push((
+            b"x-envoy-expected-rq-timeout-ms".to_vec(),
+            timeout_ms.to_string().into_bytes(),
+        ));
         pairs
     }
 
@@ -163,9 +214,11 @@ impl Profile {
         pairs
     }
 
-    /// The headers of a local response: `:status`, the filter's own headers
-    /// (added, not replacing), then `content-length` and, when there is a
-    /// body and the filter set none, `content-type: text/plain`.
+    /// The headers of a local response as the filter sees them: `:status`,
+    /// the filter's own headers (added, not replacing), then, when there is
+    /// a body, `content-length` and `content-type: text/plain` unless the
+    /// filter set one. The codec adds `content-length: 0` to an empty
+    /// response on the wire only.
     pub(crate) fn local_reply_headers(&self, status: u32, body: &[u8], extra: &Pairs) -> Pairs {
         let mut pairs: Pairs = vec![(b":status".to_vec(), status.to_string().into_bytes())];
         for (name, value) in extra {
@@ -180,6 +233,18 @@ impl Profile {
             pairs.push((b"content-type".to_vec(), b"text/plain".to_vec()));
         }
         pairs
+    }
+
+    /// How Envoy's HTTP/1.1 codec hands a body to filters: the data, then
+    /// an empty frame that ends the stream; with trailers, the data alone
+    /// and the trailers end the stream. No body and no trailers: no frames,
+    /// the headers end the stream.
+    pub(crate) fn body_frames(&self, body: Option<&[u8]>, trailers: bool) -> Vec<(Vec<u8>, bool)> {
+        match (body.filter(|body| !body.is_empty()), trailers) {
+            (Some(body), false) => vec![(body.to_vec(), false), (Vec::new(), true)],
+            (Some(body), true) => vec![(body.to_vec(), false)],
+            (None, _) => Vec::new(),
+        }
     }
 
     /// Envoy stores response code details without whitespace.
@@ -369,4 +434,69 @@ pub fn encode_override(path: &str, value: &serde_json::Value) -> Result<Vec<u8>,
             "property `{path}`: expected a string, an integer, a boolean or a list"
         )),
     }
+}
+
+/// Removes every value of a header and returns the first.
+fn take(pairs: &mut Pairs, name: &[u8]) -> Option<String> {
+    let first = pairs
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| String::from_utf8_lossy(value).into_owned());
+    pairs.retain(|(key, _)| key != name);
+    first
+}
+
+/// The IP part of `ip:port` or `[ip]:port`.
+fn ip_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+fn is_loopback(ip: &str) -> bool {
+    ip.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Envoy's notion of an internal address: RFC 1918 IPv4 and unique-local
+/// IPv6. Loopback is not internal.
+fn is_internal(ip: &str) -> bool {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => v4.is_private(),
+        Ok(std::net::IpAddr::V6(v6)) => v6.segments().first().is_some_and(|s| s & 0xfe00 == 0xfc00),
+        Err(_) => false,
+    }
+}
+
+/// `normalize_path` and `merge_slashes`: dot segments resolved (RFC 3986
+/// section 5.2.4) and repeated slashes merged, in the path only; the
+/// query is left alone.
+pub(crate) fn normalize_path(path: &str) -> String {
+    let (path_part, query) = match path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path, None),
+    };
+    if !path_part.starts_with('/') {
+        return path.to_owned();
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    let parts: Vec<&str> = path_part.split('/').skip(1).collect();
+    let trailing = matches!(parts.last(), Some(&"") | Some(&".") | Some(&".."));
+    for part in &parts {
+        match *part {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            segment => segments.push(segment),
+        }
+    }
+    let mut out = format!("/{}", segments.join("/"));
+    if trailing && !segments.is_empty() {
+        out.push('/');
+    }
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
 }

@@ -41,7 +41,8 @@ fn request_headers_carry_pseudo_headers_and_envoy_additions() {
     exchange.assert_logged(
         "info",
         "request_headers: headers request_headers = :authority=example.com, :path=/a?b=1, \
-         :method=GET, :scheme=http, x-test=yes, x-forwarded-proto=http, \
+         :method=GET, :scheme=http, x-test=yes, x-forwarded-for=192.0.2.1, \
+         x-forwarded-proto=http, x-envoy-external-address=127.0.0.1, \
          x-request-id=00000000-0000-4000-8000-000000000002",
     );
 }

@@ -106,7 +106,8 @@ fn dispatch(
     };
     let token = state.next_token;
     state.next_token = state.next_token.wrapping_add(1).max(1);
-    state.world.lock().record_callout(&cluster, &headers, &body);
+    let sent = state.info.profile.callout_headers(&headers, timeout_ms);
+    state.world.lock().record_callout(&cluster, &sent, &body);
     let due_ns = now.saturating_add(delay_ms.saturating_mul(1_000_000));
     state.callouts.insert(
         token,
