@@ -109,20 +109,23 @@ impl LogLevel {
         self as i32
     }
 
-    /// The lowercase name Envoy prints.
+    /// The lowercase name Envoy prints (`warning`, not `warn`).
     pub fn name(self) -> &'static str {
         match self {
             LogLevel::Trace => "trace",
             LogLevel::Debug => "debug",
             LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
+            LogLevel::Warn => "warning",
             LogLevel::Error => "error",
             LogLevel::Critical => "critical",
         }
     }
 
-    /// Parses a lowercase level name.
+    /// Parses a lowercase level name; `warn` is accepted for `warning`.
     pub fn from_name(name: &str) -> Option<LogLevel> {
+        if name == "warn" {
+            return Some(LogLevel::Warn);
+        }
         [
             LogLevel::Trace,
             LogLevel::Debug,

@@ -84,6 +84,8 @@ pub(crate) struct Stream {
     pub(crate) close: bool,
     pub(crate) response_details: Option<String>,
     pub(crate) upstream: UpstreamResponse,
+    /// The client sent the body chunked.
+    pub(crate) chunked: bool,
 }
 
 /// A local response the filter asked for.

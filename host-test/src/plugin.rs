@@ -129,6 +129,12 @@ impl PluginBuilder {
         self
     }
 
+    /// The host behaviour to imitate. Defaults to [`Profile::envoy`].
+    pub fn profile(mut self, profile: crate::profile::Profile) -> PluginBuilder {
+        self.info.profile = profile;
+        self
+    }
+
     /// An environment variable the VM sees. Defaults to none.
     pub fn env(mut self, name: &str, value: &str) -> PluginBuilder {
         self.info.environment.push((name.into(), value.into()));
@@ -255,15 +261,15 @@ fn paused(result: std::result::Result<i32, crate::vm::Trap>) -> bool {
 }
 
 /// The request's events: headers, then the codec's body frames, then
-/// trailers.
-fn request_events(frames: &[(Vec<u8>, bool)], request: &Request) -> VecDeque<Event> {
+/// trailers if the codec delivers them.
+fn request_events(profile: &crate::profile::Profile, request: &Request) -> VecDeque<Event> {
+    let trailers = profile.http1_trailers && !request.trailers.0.is_empty();
+    let body = request.body.as_deref().map(str::as_bytes);
     let mut events = VecDeque::from([Event::Headers]);
-    events.extend(
-        frames
-            .iter()
-            .map(|(chunk, eos)| Event::Data(chunk.clone(), *eos)),
-    );
-    if !request.trailers.0.is_empty() {
+    for (chunk, eos) in profile.body_frames(body, trailers) {
+        events.push_back(Event::Data(chunk, eos));
+    }
+    if trailers {
         events.push_back(Event::Trailers(to_pairs(&request.trailers)));
     }
     events
@@ -420,16 +426,14 @@ impl Plugin {
             start_ns: self.world.now_ns(),
             overrides,
             upstream: request.upstream.clone(),
+            chunked: request
+                .headers
+                .get("transfer-encoding")
+                .is_some_and(|te| te.contains("chunked")),
             ..Stream::default()
         };
         let record = vm.state().transcript.is_enabled();
-        let events = request_events(
-            &profile.body_frames(
-                request.body.as_deref().map(str::as_bytes),
-                !request.trailers.0.is_empty(),
-            ),
-            &request,
-        );
+        let events = request_events(profile, &request);
         let mut run = Run {
             request,
             phase: Phase::Request,
@@ -743,7 +747,9 @@ impl Plugin {
             return;
         };
         let forwarded = Forwarded {
-            headers: to_headers(&profile.upstream_request_headers(&stream.request_headers)),
+            headers: to_headers(
+                &profile.upstream_request_headers(&stream.request_headers, stream.chunked),
+            ),
             body: String::from_utf8_lossy(&body).into_owned(),
             trailers: stream
                 .request_trailers

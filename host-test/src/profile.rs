@@ -20,6 +20,10 @@ pub struct Profile {
     /// for clients on loopback. Defaults to `192.0.2.1`; the fidelity
     /// corpus sets the machine's address.
     pub local_address: String,
+    /// Whether the HTTP/1.1 codec hands request trailers to filters
+    /// (`http_protocol_options.enable_trailers`). Defaults to false, as in
+    /// Envoy: trailers are dropped and the body ends with an empty frame.
+    pub http1_trailers: bool,
 }
 
 impl Default for Profile {
@@ -83,6 +87,7 @@ impl Profile {
             name: "envoy-1.40",
             route_timeout_ms: 15_000,
             local_address: "192.0.2.1".into(),
+            http1_trailers: false,
         }
     }
 
@@ -114,7 +119,8 @@ impl Profile {
         ];
         for (name, value) in &request.headers.0 {
             let name = name.to_ascii_lowercase();
-            if !internal && name.starts_with("x-envoy-") {
+            let hop_by_hop = name == "transfer-encoding" || name == "connection";
+            if hop_by_hop || (!internal && name.starts_with("x-envoy-")) {
                 continue;
             }
             pairs.push((name.into_bytes(), value.as_bytes().to_vec()));
@@ -124,42 +130,36 @@ impl Profile {
             && request.headers.get("content-length").is_none()
             && request.headers.get("transfer-encoding").is_none()
         {
-            pairs.push((
-                b"content-length".to_vec(),
-                body.len().to_string().into_bytes(),
-            ));
+            let length = body.len().to_string().into_bytes();
+            pairs.push((b"content-length".to_vec(), length));
         }
         let appended = if is_loopback(client_ip) {
             self.local_address.as_str()
         } else {
             client_ip
         };
-        let forwarded_for = match take(&mut pairs, b"x-forwarded-for") {
+        let forwarded_for = match first(&pairs, b"x-forwarded-for") {
             Some(existing) => format!("{existing},{appended}"),
             None => appended.to_owned(),
         };
-        pairs.push((b"x-forwarded-for".to_vec(), forwarded_for.into_bytes()));
-        take(&mut pairs, b"x-forwarded-proto");
+        set_in_place(&mut pairs, b"x-forwarded-for", forwarded_for);
         let proto = if request.connection.tls.is_some() {
             "https"
         } else {
             "http"
         };
-        pairs.push((b"x-forwarded-proto".to_vec(), proto.as_bytes().to_vec()));
+        set_in_place(&mut pairs, b"x-forwarded-proto", proto.to_owned());
         if internal {
             pairs.push((b"x-envoy-internal".to_vec(), b"true".to_vec()));
         } else {
-            pairs.push((
-                b"x-envoy-external-address".to_vec(),
-                client_ip.as_bytes().to_vec(),
-            ));
+            let address = client_ip.as_bytes().to_vec();
+            pairs.push((b"x-envoy-external-address".to_vec(), address));
         }
-        let client_id = take(&mut pairs, b"x-request-id");
-        let id = match client_id {
+        let id = match first(&pairs, b"x-request-id") {
             Some(id) if internal => id,
             _ => format!("00000000-0000-4000-8000-{stream_id:012x}"),
         };
-        pairs.push((b"x-request-id".to_vec(), id.into_bytes()));
+        set_in_place(&mut pairs, b"x-request-id", id);
         pairs
     }
 
@@ -176,13 +176,17 @@ impl Profile {
     }
 
     /// The request headers the upstream receives: the filter's result plus
-    /// the router's `x-envoy-expected-rq-timeout-ms`.
-    pub(crate) fn upstream_request_headers(&self, headers: &Pairs) -> Pairs {
+    /// the router's `x-envoy-expected-rq-timeout-ms`, and the codec's
+    /// `transfer-encoding: chunked` for a body the client sent chunked.
+    pub(crate) fn upstream_request_headers(&self, headers: &Pairs, chunked: bool) -> Pairs {
         let mut pairs = headers.clone();
         pairs.push((
             b"x-envoy-expected-rq-timeout-ms".to_vec(),
             self.route_timeout_ms.to_string().into_bytes(),
         ));
+        if chunked {
+            pairs.push((b"transfer-encoding".to_vec(), b"chunked".to_vec()));
+        }
         pairs
     }
 
@@ -224,13 +228,13 @@ impl Profile {
         for (name, value) in extra {
             pairs.push((name.to_ascii_lowercase(), value.clone()));
         }
-        pairs.retain(|(name, _)| name != b"content-length");
-        pairs.push((
-            b"content-length".to_vec(),
-            body.len().to_string().into_bytes(),
-        ));
-        if !body.is_empty() && !pairs.iter().any(|(name, _)| name == b"content-type") {
-            pairs.push((b"content-type".to_vec(), b"text/plain".to_vec()));
+        if !body.is_empty() {
+            pairs.retain(|(name, _)| name != b"content-length");
+            let length = body.len().to_string().into_bytes();
+            pairs.push((b"content-length".to_vec(), length));
+            if !pairs.iter().any(|(name, _)| name == b"content-type") {
+                pairs.push((b"content-type".to_vec(), b"text/plain".to_vec()));
+            }
         }
         pairs
     }
@@ -436,14 +440,30 @@ pub fn encode_override(path: &str, value: &serde_json::Value) -> Result<Vec<u8>,
     }
 }
 
-/// Removes every value of a header and returns the first.
-fn take(pairs: &mut Pairs, name: &[u8]) -> Option<String> {
-    let first = pairs
+/// The first value of a header.
+fn first(pairs: &Pairs, name: &[u8]) -> Option<String> {
+    pairs
         .iter()
         .find(|(key, _)| key == name)
-        .map(|(_, value)| String::from_utf8_lossy(value).into_owned());
-    pairs.retain(|(key, _)| key != name);
-    first
+        .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+}
+
+/// Sets a header where it stands, dropping repeats, or appends it: how
+/// Envoy sets its own headers (`x-forwarded-for`, `x-request-id`, ...).
+fn set_in_place(pairs: &mut Pairs, name: &[u8], value: String) {
+    match pairs.iter().position(|(key, _)| key == name) {
+        Some(at) => {
+            let mut index = 0;
+            pairs.retain(|(key, _)| {
+                index += 1;
+                index - 1 == at || key != name
+            });
+            if let Some(slot) = pairs.get_mut(at) {
+                slot.1 = value.into_bytes();
+            }
+        }
+        None => pairs.push((name.to_vec(), value.into_bytes())),
+    }
 }
 
 /// The IP part of `ip:port` or `[ip]:port`.

@@ -2,7 +2,7 @@
 //! exact outcomes.
 
 use warden_host_test::{
-    CalloutAnswer, Disposition, Engine, FailurePolicy, Plugin, Request, testing,
+    CalloutAnswer, Disposition, Engine, FailurePolicy, Plugin, Profile, Request, testing,
 };
 
 fn plugin(config: serde_json::Value) -> Plugin {
@@ -287,13 +287,26 @@ fn queues_notify_the_owner() {
 
 #[test]
 fn bodies_and_trailers_can_be_read_and_replaced() {
-    let mut plugin = plugin(serde_json::json!({
+    let wasm = testing::build_filter("probe").unwrap();
+    let filter = Engine::new().unwrap().load_file(wasm).unwrap();
+    let config = serde_json::json!({
         "request_body": [
             {"op": "body", "buffer": "request"},
             {"op": "set_body", "buffer": "request", "start": 0, "size": 100, "value": "replaced"}
         ],
         "request_trailers": [{"op": "headers", "map": "request_trailers"}]
-    }));
+    });
+    // Envoy's HTTP/1.1 codec hands trailers to filters only when told to.
+    let profile = Profile {
+        http1_trailers: true,
+        ..Profile::envoy()
+    };
+    let mut plugin = filter
+        .plugin()
+        .profile(profile)
+        .configuration(config.to_string())
+        .start()
+        .unwrap();
     let request = Request::new("POST", "/")
         .body("original")
         .trailer("x-t", "1");

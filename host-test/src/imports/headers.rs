@@ -70,20 +70,12 @@ pub(crate) fn add_value(pairs: &mut Pairs, name: Vec<u8>, value: Vec<u8>) {
     }
 }
 
-/// Replaces every value of a header with one, or adds it.
+/// Replaces every value of a header with one: Envoy removes them all and
+/// adds the new value at the end (pseudo-headers at the end of their
+/// block).
 pub(crate) fn replace_value(pairs: &mut Pairs, name: Vec<u8>, value: Vec<u8>) {
-    if let Some(at) = pairs.iter().position(|(key, _)| *key == name) {
-        if let Some(slot) = pairs.get_mut(at) {
-            slot.1 = value;
-        }
-        let mut index = 0;
-        pairs.retain(|(key, _)| {
-            index += 1;
-            index - 1 <= at || *key != name
-        });
-    } else {
-        add_value(pairs, name, value);
-    }
+    pairs.retain(|(key, _)| *key != name);
+    add_value(pairs, name, value);
 }
 
 fn proxy_get_header_map_pairs(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -334,11 +326,11 @@ mod tests {
     }
 
     #[test]
-    fn replace_keeps_the_first_position_and_drops_the_rest() {
+    fn replace_moves_the_header_to_the_end() {
         let mut map = pairs(&[("a", "1"), ("b", "2"), ("a", "3")]);
         replace_value(&mut map, b"a".to_vec(), b"9".to_vec());
-        assert_eq!(map, pairs(&[("a", "9"), ("b", "2")]));
+        assert_eq!(map, pairs(&[("b", "2"), ("a", "9")]));
         replace_value(&mut map, b"c".to_vec(), b"4".to_vec());
-        assert_eq!(map, pairs(&[("a", "9"), ("b", "2"), ("c", "4")]));
+        assert_eq!(map, pairs(&[("b", "2"), ("a", "9"), ("c", "4")]));
     }
 }
