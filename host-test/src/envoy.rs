@@ -2,8 +2,10 @@
 //!
 //! [`Envoy::start`] renders `examples/envoy/envoy.yaml` (the configuration
 //! we ship) around a plugin configuration and a `.wasm`, starts the echo
-//! upstream from `examples/envoy/` and Envoy 1.40 from the project's
-//! virtualenv on free loopback ports, and waits until Envoy is ready. Both
+//! upstream from `examples/envoy/`, a key server (Python's `http.server`
+//! over a scratch folder, reached through the `jwks` cluster) and Envoy
+//! 1.40 from the project's virtualenv on free loopback ports, and waits
+//! until Envoy is ready. Both
 //! processes run under `timeout`, so they end by themselves even if a test
 //! process dies; dropping the value stops them at once.
 //!
@@ -55,12 +57,26 @@ pub fn warden_wasm() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target/wasm32-wasip1/release/warden.wasm"))
 }
 
+/// What [`Envoy::start_with`] can change.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options<'a> {
+    /// Documents the key server serves from the start, as `(path, body)`.
+    /// Defaults to none.
+    pub documents: &'a [(&'a str, String)],
+    /// Worker threads, each with its own Wasm VM. Defaults to 2.
+    pub workers: Option<u32>,
+    /// The configuration template. Defaults to `examples/envoy/envoy.yaml`.
+    pub template: Option<&'a Path>,
+}
+
 /// A running Envoy with Warden, and its echo upstream.
 #[derive(Debug)]
 pub struct Envoy {
     envoy: Child,
     upstream: Child,
+    key_server: Child,
     port: u16,
+    mtls_port: u16,
     log: PathBuf,
     dir: PathBuf,
 }
@@ -116,19 +132,49 @@ impl Envoy {
     /// Returns an error when Envoy or the upstream is missing, fails to
     /// start, or is not ready within 30 seconds.
     pub fn start(plugin_config: &str, wasm: &Path) -> Result<Self, EnvoyError> {
-        let template = workspace_root().join("examples/envoy/envoy.yaml");
-        Self::start_with_template(&template, plugin_config, wasm)
+        Self::start_serving(plugin_config, wasm, &[])
     }
 
-    /// Like [`Envoy::start`] with another configuration template.
+    /// Like [`Envoy::start`], with the key server serving `(path, body)`
+    /// documents from the start (for example `("partner-idp.json", jwks)`).
     ///
     /// # Errors
     ///
     /// As [`Envoy::start`].
-    pub fn start_with_template(
+    pub fn start_serving(
+        plugin_config: &str,
+        wasm: &Path,
+        documents: &[(&str, String)],
+    ) -> Result<Self, EnvoyError> {
+        let options = Options {
+            documents,
+            ..Options::default()
+        };
+        Self::start_with(plugin_config, wasm, &options)
+    }
+
+    /// Like [`Envoy::start`], with everything [`Options`] can change.
+    ///
+    /// # Errors
+    ///
+    /// As [`Envoy::start`].
+    pub fn start_with(
+        plugin_config: &str,
+        wasm: &Path,
+        options: &Options<'_>,
+    ) -> Result<Self, EnvoyError> {
+        let template = options.template.map_or_else(
+            || workspace_root().join("examples/envoy/envoy.yaml"),
+            Path::to_path_buf,
+        );
+        Self::launch(&template, plugin_config, wasm, options)
+    }
+
+    fn launch(
         template: &Path,
         plugin_config: &str,
         wasm: &Path,
+        options: &Options<'_>,
     ) -> Result<Self, EnvoyError> {
         let binary = envoy_binary();
         if !binary.exists() {
@@ -144,17 +190,30 @@ impl Envoy {
             )));
         }
         let dir = scratch_dir()?;
-        let [port, upstream_port, admin] = free_ports()?;
+        let [port, upstream_port, admin, jwks_port, mtls_port] = free_ports()?;
+        let tls = dir.join("tls");
+        make_certs(&tls)?;
         let upstream = start_upstream(upstream_port)?;
-        let config = render(template, plugin_config, wasm, [port, upstream_port, admin])?;
+        let served = dir.join("served");
+        std::fs::create_dir_all(&served)
+            .map_err(|e| fail("creating the key server's folder", e))?;
+        for (path, body) in options.documents {
+            std::fs::write(served.join(path), body)
+                .map_err(|e| fail("writing a served document", e))?;
+        }
+        let key_server = start_key_server(jwks_port, &served)?;
+        let ports = [port, upstream_port, admin, jwks_port, mtls_port];
+        let config = render(template, plugin_config, wasm, ports, &tls)?;
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, config).map_err(|e| fail("writing envoy.yaml", e))?;
         let log = dir.join("envoy.log");
-        let envoy = start_envoy(&binary, &config_path, &log)?;
+        let envoy = start_envoy(&binary, &config_path, &log, options.workers.unwrap_or(2))?;
         let mut envoy = Self {
             envoy,
             upstream,
+            key_server,
             port,
+            mtls_port,
             log,
             dir,
         };
@@ -203,6 +262,88 @@ impl Envoy {
             .read_to_end(&mut bytes)
             .map_err(|e| fail("reading", e))?;
         parse_response(&bytes)
+    }
+
+    /// Sends one request over TLS to the listener that requires client
+    /// certificates, presenting the client certificate `client` (a name
+    /// from `examples/envoy/make-certs.sh`, such as `reconciler`).
+    ///
+    /// # Errors
+    ///
+    /// Returns an error when curl fails or the response is not HTTP/1.1.
+    pub fn request_tls(
+        &self,
+        client: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, EnvoyError> {
+        let tls = self.dir.join("tls");
+        let url = format!("https://localhost:{}{path}", self.mtls_port);
+        let mut curl = Command::new("curl");
+        curl.args([
+            "--silent",
+            "--show-error",
+            "--include",
+            "--http1.1",
+            "--max-time",
+            "10",
+        ])
+        .arg("--resolve")
+        .arg(format!("localhost:{}:127.0.0.1", self.mtls_port))
+        .arg("--cacert")
+        .arg(tls.join("ca.pem"))
+        .arg("--cert")
+        .arg(tls.join(format!("{client}.pem")))
+        .arg("--key")
+        .arg(tls.join(format!("{client}.key")))
+        .args(["--request", method]);
+        for (name, value) in headers {
+            curl.arg("--header").arg(format!("{name}: {value}"));
+        }
+        let output = curl
+            .arg(url)
+            .output()
+            .map_err(|e| fail("running curl", e))?;
+        if !output.status.success() {
+            return Err(EnvoyError(format!(
+                "curl: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )));
+        }
+        parse_response(&output.stdout)
+    }
+
+    /// The DER encoding of a client certificate made for this Envoy.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error when there is no such certificate.
+    pub fn client_certificate_der(&self, client: &str) -> Result<Vec<u8>, EnvoyError> {
+        std::fs::read(self.dir.join("tls").join(format!("{client}.der")))
+            .map_err(|e| fail("reading a client certificate", e))
+    }
+
+    /// Serves `body` at `/<path>` from the key server from now on.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error when the file cannot be written.
+    pub fn serve(&self, path: &str, body: &str) -> Result<(), EnvoyError> {
+        let file = self.dir.join("served").join(path);
+        let temporary = file.with_extension("partial");
+        std::fs::write(&temporary, body).map_err(|e| fail("writing a served document", e))?;
+        std::fs::rename(&temporary, &file).map_err(|e| fail("writing a served document", e))
+    }
+
+    /// Stops serving `/<path>`: the key server answers 404 from now on.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error when the file cannot be removed.
+    pub fn withdraw(&self, path: &str) -> Result<(), EnvoyError> {
+        std::fs::remove_file(self.dir.join("served").join(path))
+            .map_err(|e| fail("removing a served document", e))
     }
 
     /// Everything Envoy has logged so far.
@@ -261,11 +402,12 @@ impl Envoy {
 
 impl Drop for Envoy {
     fn drop(&mut self) {
-        for child in [&mut self.envoy, &mut self.upstream] {
+        for child in [&mut self.envoy, &mut self.upstream, &mut self.key_server] {
             // `timeout` passes SIGTERM on to the process it runs.
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(child.id().to_string())
+                .stderr(Stdio::null())
                 .status();
             let _ = child.wait();
         }
@@ -285,8 +427,8 @@ fn scratch_dir() -> Result<PathBuf, EnvoyError> {
     Ok(dir)
 }
 
-fn free_ports() -> Result<[u16; 3], EnvoyError> {
-    let listeners: Vec<TcpListener> = (0..3)
+fn free_ports() -> Result<[u16; 5], EnvoyError> {
+    let listeners: Vec<TcpListener> = (0..5)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()
         .map_err(|e| fail("finding free ports", e))?;
@@ -296,14 +438,15 @@ fn free_ports() -> Result<[u16; 3], EnvoyError> {
             .and_then(|l| l.local_addr().ok())
             .map_or(0, |a| a.port())
     };
-    Ok([port(0), port(1), port(2)])
+    Ok([port(0), port(1), port(2), port(3), port(4)])
 }
 
 fn render(
     template: &Path,
     plugin_config: &str,
     wasm: &Path,
-    [port, upstream, admin]: [u16; 3],
+    [port, upstream, admin, jwks, mtls]: [u16; 5],
+    tls: &Path,
 ) -> Result<String, EnvoyError> {
     let text = std::fs::read_to_string(template).map_err(|e| fail("reading the template", e))?;
     let wasm = wasm
@@ -318,6 +461,9 @@ fn render(
         ("LISTEN_PORT", port.to_string()),
         ("UPSTREAM_PORT", upstream.to_string()),
         ("ADMIN_PORT", admin.to_string()),
+        ("JWKS_PORT", jwks.to_string()),
+        ("MTLS_PORT", mtls.to_string()),
+        ("TLS_DIR", tls.to_string_lossy().into_owned()),
     ];
     warden_policy::envoy::render(&text, &values).map_err(|e| fail("rendering", e))
 }
@@ -335,14 +481,61 @@ fn start_upstream(port: u16) -> Result<Child, EnvoyError> {
         .map_err(|e| fail("starting the echo upstream", e))
 }
 
-fn start_envoy(binary: &Path, config: &Path, log: &Path) -> Result<Child, EnvoyError> {
+/// Runs `examples/envoy/make-certs.sh` into `folder`.
+fn make_certs(folder: &Path) -> Result<(), EnvoyError> {
+    let script = workspace_root().join("examples/envoy/make-certs.sh");
+    let output = Command::new("bash")
+        .arg(script)
+        .arg(folder)
+        .output()
+        .map_err(|e| fail("making certificates", e))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(EnvoyError(format!(
+            "making certificates: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )))
+    }
+}
+
+fn start_key_server(port: u16, folder: &Path) -> Result<Child, EnvoyError> {
+    Command::new("timeout")
+        .arg(LIFETIME_SECS.to_string())
+        .args([
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(folder)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| fail("starting the key server", e))
+}
+
+fn start_envoy(
+    binary: &Path,
+    config: &Path,
+    log: &Path,
+    workers: u32,
+) -> Result<Child, EnvoyError> {
     let log_file = std::fs::File::create(log).map_err(|e| fail("creating the log", e))?;
     Command::new("timeout")
         .arg(LIFETIME_SECS.to_string())
         .arg(binary)
         .arg("--config-path")
         .arg(config)
-        .args(["--log-format", "[%l][%n] %v", "--concurrency", "2"])
+        .args([
+            "--log-format",
+            "[%l][%n] %v",
+            "--concurrency",
+            &workers.to_string(),
+        ])
         .args([
             "--base-id",
             &std::process::id().to_string(),

@@ -25,7 +25,11 @@ fn start() -> (Envoy, Demo) {
         serde_json::from_str(&std::fs::read_to_string(template).unwrap()).unwrap();
     let demo = demo::generate(&template, now()).unwrap();
     let config = warden_policy::plugin_config(&demo.policy).unwrap();
-    let envoy = Envoy::start(&config, &warden_wasm()).unwrap();
+    let served: Vec<(&str, String)> = vec![(
+        "partner-idp.json",
+        demo.fetched_jwks["partner-idp"].to_string(),
+    )];
+    let envoy = Envoy::start_serving(&config, &warden_wasm(), &served).unwrap();
     (envoy, demo)
 }
 

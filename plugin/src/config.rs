@@ -96,6 +96,11 @@ impl Config {
         &self.policy
     }
 
+    /// The compiled policy, for installing fetched keys.
+    pub fn policy_mut(&mut self) -> &mut Policy {
+        &mut self.policy
+    }
+
     /// The header that carries API keys, lower case.
     pub fn api_key_header(&self) -> &str {
         &self.api_key_header

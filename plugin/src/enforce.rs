@@ -1,58 +1,138 @@
 //! The proxy-wasm layer: carries out decisions inside the proxy.
 //!
-//! On every request, before anything else, inbound headers under Warden's
-//! prefix are removed, so a client can never pose as an identity. Then the
-//! engine decides, the decision record is logged, and the request either
-//! continues upstream with the identity attached and the credential
-//! removed, or is answered locally with a stable reason code.
+//! This is the only module that talks to the host, and it holds no policy
+//! logic. Per VM there is one root context, which owns the compiled
+//! configuration, the verified-token cache and the key fetchers, and one
+//! stream context per request:
 //!
-//! This is the only module that talks to the host; it holds no policy
-//! logic of its own.
+//! - [`request`] runs on every request: it strips Warden's headers from
+//!   the inbound request, asks [`crate::decide`] for a decision, logs the
+//!   decision record, and forwards or answers locally.
+//! - [`keys`] fetches issuers' JWKS through a proxy cluster on the root
+//!   context's timer, and resumes the requests that waited for keys.
+//!
+//! Every host call's result is checked: a host that refuses a call gets a
+//! logged error and a closed request, never a panic.
+
+mod keys;
+mod request;
 
 use crate::config::Config;
-use crate::decide::{Decision, Request, Verdict, decide};
-use crate::extract::CredentialKind;
-use crate::record::{self, Context as RecordContext};
+use crate::verify::TokenCache;
+use crate::verify::fetch::KeyFetcher;
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root::new(id)) });
 }}
 
-/// The plugin's root context: owns the compiled configuration.
-#[derive(Default)]
-struct Root {
-    config: Option<Rc<Config>>,
+/// How often the root context looks at key fetches and waiting requests.
+const TICK: Duration = Duration::from_millis(200);
+
+/// State shared by the root context and its streams within one VM.
+struct Shared {
+    config: RefCell<Config>,
+    cache: RefCell<TokenCache>,
+    fetchers: RefCell<Vec<KeyFetcher>>,
+    waiters: RefCell<Vec<Waiter>>,
 }
 
-impl Context for Root {}
+/// A request paused until its issuer's keys arrive.
+#[derive(Debug, Clone)]
+struct Waiter {
+    context_id: u32,
+    issuer: String,
+    since_ms: u64,
+}
+
+/// The plugin's root context.
+struct Root {
+    context_id: u32,
+    shared: Option<Rc<Shared>>,
+}
+
+impl Root {
+    fn new(context_id: u32) -> Self {
+        Self {
+            context_id,
+            shared: None,
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body: usize,
+        _trailers: usize,
+    ) {
+        if let Some(shared) = &self.shared {
+            keys::on_response(shared, self.context_id, token, body);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = self.get_plugin_configuration().unwrap_or_default();
-        match Config::from_json(&bytes) {
-            Ok(config) => {
-                log(
-                    LogLevel::Info,
-                    &format!("policy `{}` loaded", config.policy().revision()),
-                );
-                self.config = Some(Rc::new(config));
-                true
-            }
+        let bytes = hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let config = match Config::from_json(&bytes) {
+            Ok(config) => config,
             Err(e) => {
                 log(LogLevel::Error, &format!("configuration refused: {e}"));
-                false
+                return false;
             }
+        };
+        let fetchers: Vec<KeyFetcher> = config
+            .policy()
+            .issuers()
+            .fetched()
+            .map(|(name, spec)| KeyFetcher::new(name, spec))
+            .collect();
+        log(
+            LogLevel::Info,
+            &format!("policy `{}` loaded", config.policy().revision()),
+        );
+        if !fetchers.is_empty() && hostcalls::set_tick_period(TICK).is_err() {
+            log(
+                LogLevel::Error,
+                "configuration refused: the host refused a timer for key fetches",
+            );
+            return false;
+        }
+        self.shared = Some(Rc::new(Shared {
+            config: RefCell::new(config),
+            cache: RefCell::new(TokenCache::default()),
+            fetchers: RefCell::new(fetchers),
+            waiters: RefCell::new(Vec::new()),
+        }));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(shared) = &self.shared {
+            keys::on_tick(shared, self.context_id);
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Stream {
-            config: self.config.clone(),
+            context_id,
+            shared: self.shared.clone(),
         }))
     }
 
@@ -63,153 +143,66 @@ impl RootContext for Root {
 
 /// One request.
 struct Stream {
+    context_id: u32,
     /// `None` only if the host creates a stream without a configuration
-    /// that compiled; every request is then denied.
-    config: Option<Rc<Config>>,
+    /// that compiled; every request is then answered 503.
+    shared: Option<Rc<Shared>>,
 }
 
 impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let Some(config) = self.config.clone() else {
-            self.answer(503, None, "not_configured", None);
+        let Some(shared) = &self.shared else {
+            request::answer_unconfigured();
             return Action::Pause;
         };
-        let headers = self.strip_inbound(&config);
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or_default()
-        };
-        let request = Request {
-            method: header(":method"),
-            authority: header(":authority"),
-            path: header(":path"),
-            headers: &headers,
-        };
-        let now = self.get_current_time();
-        let decision = decide(&config, &request, unix_secs(now));
-        self.log_record(&config, &decision, &request, now, &headers);
-        self.carry_out(&config, &decision)
-    }
-}
-
-impl Stream {
-    /// Removes every inbound header under Warden's prefix and returns the
-    /// rest. Values that are not UTF-8 are read lossily: they can never
-    /// form a valid credential.
-    fn strip_inbound(&self, config: &Config) -> Vec<(String, String)> {
-        let mut kept = Vec::new();
-        for (name, value) in self.get_http_request_headers_bytes() {
-            if name.starts_with(config.header_prefix()) {
-                self.remove_http_request_header(&name);
-            } else {
-                kept.push((name, String::from_utf8_lossy(&value).into_owned()));
-            }
-        }
-        kept
-    }
-
-    fn carry_out(&self, config: &Config, decision: &Decision) -> Action {
-        match decision.verdict {
-            Verdict::Allow => {
-                self.forward(config, decision);
-                Action::Continue
-            }
-            Verdict::Deny { status, challenge } => {
-                let request_id = self.get_http_request_header("x-request-id");
-                self.answer(status, challenge, decision.reason, request_id.as_deref());
+        match request::handle(shared, true) {
+            request::Handled::Forwarded => Action::Continue,
+            request::Handled::Answered => Action::Pause,
+            request::Handled::Wait(issuer) => {
+                let waiter = Waiter {
+                    context_id: self.context_id,
+                    issuer,
+                    since_ms: now_millis(),
+                };
+                if let Ok(mut waiters) = shared.waiters.try_borrow_mut() {
+                    waiters.push(waiter);
+                }
                 Action::Pause
             }
         }
     }
+}
 
-    /// Removes the credential and attaches the identity for the upstream.
-    fn forward(&self, config: &Config, decision: &Decision) {
-        match decision.credential {
-            Some(CredentialKind::Jwt) => self.remove_http_request_header("authorization"),
-            Some(CredentialKind::ApiKey) => {
-                self.remove_http_request_header(config.api_key_header())
-            }
-            None => {}
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let Some(shared) = &self.shared else { return };
+        if let Ok(mut waiters) = shared.waiters.try_borrow_mut() {
+            waiters.retain(|w| w.context_id != self.context_id);
         }
-        let identity = decision.identity.as_deref().unwrap_or_default();
-        let credential = decision
-            .credential
-            .map(CredentialKind::as_str)
-            .unwrap_or_default();
-        self.set_http_request_header(&config.upstream_header("identity"), Some(identity));
-        self.set_http_request_header(
-            &config.upstream_header("groups"),
-            Some(&decision.groups.join(",")),
-        );
-        self.set_http_request_header(&config.upstream_header("credential"), Some(credential));
-    }
-
-    /// Answers locally with a JSON body that holds only the status, the
-    /// reason code and the request id.
-    fn answer(&self, status: u16, challenge: Option<&str>, reason: &str, request_id: Option<&str>) {
-        let body =
-            serde_json::json!({ "status": status, "reason": reason, "request_id": request_id });
-        let mut headers = vec![
-            ("content-type", "application/json"),
-            ("cache-control", "no-store"),
-        ];
-        if let Some(challenge) = challenge {
-            headers.push(("www-authenticate", challenge));
-        }
-        self.send_http_response(
-            u32::from(status),
-            headers,
-            Some(body.to_string().as_bytes()),
-        );
-    }
-
-    fn log_record(
-        &self,
-        config: &Config,
-        decision: &Decision,
-        request: &Request<'_>,
-        now: SystemTime,
-        headers: &[(String, String)],
-    ) {
-        let source = self
-            .get_property(vec!["source", "address"])
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
-        let request_id = headers
-            .iter()
-            .find(|(n, _)| n == "x-request-id")
-            .map(|(_, v)| v.as_str());
-        let host = crate::authorize::host_of(request.authority);
-        let context = RecordContext {
-            time_ms: unix_millis(now),
-            request_id,
-            method: request.method,
-            host: &host,
-            path: request.path,
-            source: source.as_deref(),
-            policy_revision: config.policy().revision(),
-        };
-        log(LogLevel::Info, &record::render(decision, &context));
     }
 }
 
 fn log(level: LogLevel, message: &str) {
-    // A log that the host refuses has nowhere else to go.
-    let _ = proxy_wasm::hostcalls::log(level, message);
+    // A log line the host refuses has nowhere else to go.
+    let _ = hostcalls::log(level, message);
 }
 
-fn unix_secs(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
+fn now() -> SystemTime {
+    hostcalls::get_current_time().unwrap_or(UNIX_EPOCH)
+}
+
+fn now_secs() -> u64 {
+    now()
+        .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
-fn unix_millis(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
+fn now_millis() -> u64 {
+    now()
+        .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }

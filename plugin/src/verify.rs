@@ -29,12 +29,15 @@ pub mod apikey;
 pub mod base64url;
 pub mod cache;
 mod claims;
+pub mod cwt;
 mod error;
+pub mod fetch;
 pub mod issuer;
 mod json;
 pub mod jwk;
 pub mod jwt;
 mod roca;
+pub mod spiffe;
 
 pub use algorithm::Algorithm;
 pub use cache::TokenCache;

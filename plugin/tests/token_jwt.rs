@@ -29,6 +29,7 @@ fn rs256_and_es256_tokens_verify() {
                 audience: AUD.into(),
                 algorithm: Algorithm::from_name(alg).unwrap(),
                 key_id: Some(key.kid()),
+                certificate_thumbprint: None,
             }
         );
     }

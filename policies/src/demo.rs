@@ -1,11 +1,13 @@
 //! The demo: the demo policy filled with freshly generated keys, and the
 //! tokens and API keys that exercise it.
 //!
-//! `policies/demo/policy.json` leaves its secrets open: every issuer's
-//! `jwks` is `null` and every API key's `sha256` is empty. [`generate`]
-//! makes a key pair per issuer and a key per API key credential, fills in
-//! the public halves, and mints one token per token identity, plus the
-//! bad tokens the tour shows being refused. Nothing private is committed.
+//! `policies/demo/policy.json` leaves its secrets open: an issuer's `jwks`
+//! is `null` (or the issuer fetches it with `jwks_fetch`) and every API
+//! key's `sha256` is empty. [`generate`] makes a key pair per issuer and a
+//! key per API key credential, fills in the public halves (or hands back
+//! the key sets to serve), and mints one token per token identity, plus
+//! the bad tokens the tour shows being refused. Nothing private is
+//! committed.
 
 use crate::Error;
 use crate::keys::SigningKey;
@@ -27,6 +29,9 @@ pub struct Demo {
     pub tokens: BTreeMap<String, String>,
     /// API keys by identity id.
     pub api_keys: BTreeMap<String, String>,
+    /// Public key sets of issuers declared with `jwks_fetch`, by issuer
+    /// name: served by a key server, not inlined.
+    pub fetched_jwks: BTreeMap<String, Value>,
     /// Signing keys by issuer name, for tests that mint more tokens.
     pub issuer_keys: BTreeMap<String, SigningKey>,
 }
@@ -43,6 +48,7 @@ pub fn generate(template: &Value, now: u64) -> Result<Demo, Error> {
         policy: Value::Null,
         tokens: BTreeMap::new(),
         api_keys: BTreeMap::new(),
+        fetched_jwks: BTreeMap::new(),
         issuer_keys: BTreeMap::new(),
     };
     let mut issuers = BTreeMap::new();
@@ -59,7 +65,9 @@ pub fn generate(template: &Value, now: u64) -> Result<Demo, Error> {
             .and_then(Value::as_str)
             .unwrap_or("RS256");
         let key = SigningKey::generate(alg, &format!("{name}-1"))?;
-        if issuer.get("jwks").is_none_or(Value::is_null) {
+        if issuer.get("jwks_fetch").is_some() {
+            demo.fetched_jwks.insert(name.clone(), key.public_jwks());
+        } else if issuer.get("jwks").is_none_or(Value::is_null) {
             issuer["jwks"] = key.public_jwks();
         }
         issuers.insert(name.clone(), (iss, aud));

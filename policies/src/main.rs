@@ -20,13 +20,20 @@ USAGE:
         Generate fresh keys for the demo policy template, and write
         OUT-DIR/policy.json, OUT-DIR/plugin-config.json, one token per token
         identity in OUT-DIR/tokens/<name>.jwt (plus expired, tampered and
-        wrong-issuer) and one key per API key identity in
-        OUT-DIR/api-keys/<identity>.key. Tokens live one hour.
+        wrong-issuer), one key per API key identity in
+        OUT-DIR/api-keys/<identity>.key, and the key set of each issuer
+        declared with `jwks_fetch` in OUT-DIR/jwks/<issuer>.json, for a key
+        server to serve. Tokens live one hour.
 
     warden-policy envoy <TEMPLATE.yaml> --config <PLUGIN-CONFIG.json>
                   --wasm <WARDEN.wasm> --listen <PORT> --upstream <PORT> --admin <PORT>
+                  --jwks <PORT> --mtls <PORT> --tls-dir <DIR>
         Print an Envoy configuration rendered from a template with
-        @CONFIG@, @WASM@, @LISTEN_PORT@, @UPSTREAM_PORT@ and @ADMIN_PORT@.
+        @CONFIG@, @WASM@, @LISTEN_PORT@, @UPSTREAM_PORT@, @ADMIN_PORT@,
+        @JWKS_PORT@ (the key server the `jwks` cluster reaches),
+        @MTLS_PORT@ (the listener that requires client certificates) and
+        @TLS_DIR@ (server.pem, server.key and ca.pem, as
+        examples/envoy/make-certs.sh writes them).
 
     warden-policy --help
         Print this help.
@@ -92,6 +99,12 @@ fn write_demo(template: &Path, out: &Path) -> Result<String, Error> {
     for (name, token) in &demo.tokens {
         write(&out.join("tokens").join(format!("{name}.jwt")), token)?;
     }
+    for (issuer, jwks) in &demo.fetched_jwks {
+        write(
+            &out.join("jwks").join(format!("{issuer}.json")),
+            &jwks.to_string(),
+        )?;
+    }
     for (id, key) in &demo.api_keys {
         write(&out.join("api-keys").join(format!("{id}.key")), key)?;
     }
@@ -117,10 +130,20 @@ fn render_envoy(template: &Path, options: &[&str]) -> Result<String, Error> {
             .map(|v| (*v).to_owned())
             .ok_or(Error(format!("envoy: missing `{name} <VALUE>`")))
     };
-    if options.len() != 10 {
-        return Err(Error(
-            "envoy: expects exactly the five options; see `--help`".into(),
-        ));
+    const NAMES: [&str; 8] = [
+        "--config",
+        "--wasm",
+        "--listen",
+        "--upstream",
+        "--admin",
+        "--jwks",
+        "--mtls",
+        "--tls-dir",
+    ];
+    if let Some(unknown) = options.iter().step_by(2).find(|o| !NAMES.contains(o)) {
+        return Err(Error(format!(
+            "envoy: unknown option `{unknown}`; see `--help`"
+        )));
     }
     let config = read(&PathBuf::from(option("--config")?))?;
     let wasm = option("--wasm")?;
@@ -130,6 +153,9 @@ fn render_envoy(template: &Path, options: &[&str]) -> Result<String, Error> {
         ("LISTEN_PORT", option("--listen")?),
         ("UPSTREAM_PORT", option("--upstream")?),
         ("ADMIN_PORT", option("--admin")?),
+        ("JWKS_PORT", option("--jwks")?),
+        ("MTLS_PORT", option("--mtls")?),
+        ("TLS_DIR", option("--tls-dir")?),
     ];
     envoy::render(&read(template)?, &values)
 }

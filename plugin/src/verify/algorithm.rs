@@ -1,5 +1,6 @@
-//! The JWS signature algorithms (RFC 7518 section 3, RFC 8037) this verifier
-//! knows, and the key family each one needs.
+//! The signature and MAC algorithms this verifier knows (JWS: RFC 7518
+//! section 3 and RFC 8037; COSE: RFC 9053 and RFC 8812), and the key family
+//! each one needs.
 
 use std::fmt;
 
@@ -30,6 +31,9 @@ pub enum Algorithm {
     Hs384,
     /// HMAC with SHA-512.
     Hs512,
+    /// HMAC with SHA-256, tag truncated to 64 bits: COSE only (`HMAC 256/64`,
+    /// RFC 9053 section 3.1), never accepted in a JWS.
+    Hs256Trunc64,
 }
 
 /// The kind of key an algorithm verifies with.
@@ -49,7 +53,7 @@ pub enum KeyFamily {
 
 impl Algorithm {
     /// Every algorithm, in the order the docs list them.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Rs256,
         Self::Rs384,
         Self::Rs512,
@@ -62,6 +66,7 @@ impl Algorithm {
         Self::Hs256,
         Self::Hs384,
         Self::Hs512,
+        Self::Hs256Trunc64,
     ];
 
     /// Looks up an `alg` value; names are case-sensitive.
@@ -84,6 +89,7 @@ impl Algorithm {
             Self::Hs256 => "HS256",
             Self::Hs384 => "HS384",
             Self::Hs512 => "HS512",
+            Self::Hs256Trunc64 => "HMAC 256/64",
         }
     }
 
@@ -95,7 +101,7 @@ impl Algorithm {
             Self::Es256 => KeyFamily::P256,
             Self::Es384 => KeyFamily::P384,
             Self::EdDsa => KeyFamily::Ed25519,
-            Self::Hs256 | Self::Hs384 | Self::Hs512 => KeyFamily::Secret,
+            Self::Hs256 | Self::Hs384 | Self::Hs512 | Self::Hs256Trunc64 => KeyFamily::Secret,
         }
     }
 
@@ -108,15 +114,45 @@ impl Algorithm {
             Self::Es384 => Some(96),
             Self::Hs256 => Some(32),
             Self::Hs384 => Some(48),
+            Self::Hs256Trunc64 => Some(8),
             _ => None,
         }
+    }
+
+    /// Whether JWS (RFC 7518) defines the algorithm.
+    pub fn is_jws(self) -> bool {
+        self != Self::Hs256Trunc64
+    }
+
+    /// The COSE algorithm identifier (RFC 9053, RFC 8812).
+    pub fn cose_id(self) -> i64 {
+        match self {
+            Self::Rs256 => -257,
+            Self::Rs384 => -258,
+            Self::Rs512 => -259,
+            Self::Ps256 => -37,
+            Self::Ps384 => -38,
+            Self::Ps512 => -39,
+            Self::Es256 => -7,
+            Self::Es384 => -35,
+            Self::EdDsa => -8,
+            Self::Hs256 => 5,
+            Self::Hs384 => 6,
+            Self::Hs512 => 7,
+            Self::Hs256Trunc64 => 4,
+        }
+    }
+
+    /// Looks up a COSE algorithm identifier.
+    pub fn from_cose_id(id: i64) -> Option<Self> {
+        Self::ALL.into_iter().find(|alg| alg.cose_id() == id)
     }
 
     /// The smallest HMAC key an `HS*` algorithm accepts: the hash output size
     /// (RFC 7518 section 3.2). `None` for the other algorithms.
     pub fn min_secret_len(self) -> Option<usize> {
         match self {
-            Self::Hs256 => Some(32),
+            Self::Hs256 | Self::Hs256Trunc64 => Some(32),
             Self::Hs384 => Some(48),
             Self::Hs512 => Some(64),
             _ => None,
@@ -142,5 +178,8 @@ mod tests {
         assert_eq!(Algorithm::from_name("rs256"), None);
         assert_eq!(Algorithm::from_name("none"), None);
         assert_eq!(Algorithm::from_name("ES512"), None);
+        for alg in Algorithm::ALL {
+            assert_eq!(Algorithm::from_cose_id(alg.cose_id()), Some(alg));
+        }
     }
 }

@@ -158,7 +158,11 @@ impl TokenCache {
             + verified.issuer.len()
             + verified.subject.len()
             + verified.audience.len()
-            + verified.key_id.as_ref().map_or(0, String::len);
+            + verified.key_id.as_ref().map_or(0, String::len)
+            + verified
+                .certificate_thumbprint
+                .as_ref()
+                .map_or(0, String::len);
         if cost > self.capacity {
             return;
         }

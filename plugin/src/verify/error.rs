@@ -59,6 +59,9 @@ pub enum TokenError {
     IssuerMissing,
     /// No issuer of the policy declares the token's `iss`.
     IssuerUnknown,
+    /// The issuer's keys are fetched and none are available: not fetched
+    /// yet, or stale beyond use after failed fetches.
+    KeysUnavailable,
     /// No key of the issuer has the token's `kid`, or no key fits the
     /// algorithm.
     KeyUnknown,
@@ -115,6 +118,7 @@ impl TokenError {
             Self::ClaimsDuplicateMember => "claims_duplicate_member",
             Self::IssuerMissing => "issuer_missing",
             Self::IssuerUnknown => "issuer_unknown",
+            Self::KeysUnavailable => "keys_unavailable",
             Self::KeyUnknown => "key_unknown",
             Self::KeyTypeMismatch => "key_type_mismatch",
             Self::KeyAlgorithmMismatch => "key_algorithm_mismatch",
@@ -157,6 +161,7 @@ impl fmt::Display for TokenError {
             Self::ClaimsDuplicateMember => f.write_str("token claims name a member twice"),
             Self::IssuerMissing => f.write_str("token has no `iss` claim"),
             Self::IssuerUnknown => f.write_str("token `iss` is not a declared issuer"),
+            Self::KeysUnavailable => f.write_str("no keys of the token's issuer are available"),
             Self::KeyUnknown => f.write_str("no key of the issuer matches the token"),
             Self::KeyTypeMismatch => {
                 f.write_str("the selected key's type does not fit the token algorithm")

@@ -4,6 +4,7 @@
 use super::algorithm::{Algorithm, KeyFamily};
 use super::claims::ClaimRules;
 use super::error::IssuerError;
+use super::fetch::{JwksFetchSpec, MAX_JWKS_BYTES};
 use super::jwk::KeySet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -29,13 +30,21 @@ pub struct IssuerSpec {
     /// Accepted `aud` values; a token must carry at least one of them.
     pub audiences: Vec<String>,
     /// Allowed `alg` values, from `RS256`, `RS384`, `RS512`, `PS256`,
-    /// `PS384`, `PS512`, `ES256`, `ES384`, `EdDSA`, `HS256`, `HS384` and
-    /// `HS512`. `none` is never allowed, and `HS*` (a shared secret) cannot
-    /// be mixed with the others.
+    /// `PS384`, `PS512`, `ES256`, `ES384`, `EdDSA`, `HS256`, `HS384`,
+    /// `HS512`, and for CWTs only `HMAC 256/64`; a CWT's COSE algorithm is
+    /// allowed under the same names (`HMAC 256/256` is `HS256`). `none` is
+    /// never allowed, and the shared-secret algorithms cannot be mixed with
+    /// the others.
     pub algorithms: Vec<String>,
     /// The issuer's public keys (or, for `HS*`, shared secrets), as an inline
-    /// JWKS: `{"keys": [...]}`.
+    /// JWKS: `{"keys": [...]}`. Required unless `jwks_fetch` is given, and
+    /// refused with it.
+    #[serde(default)]
     pub jwks: serde_json::Value,
+    /// Where to fetch the issuer's JWKS instead (see
+    /// [`super::fetch::JwksFetchSpec`]). Defaults to none: keys are inline.
+    #[serde(default)]
+    pub jwks_fetch: Option<JwksFetchSpec>,
     /// Seconds of clock difference tolerated on `exp`, `nbf` and `iat`, at
     /// most 600. Defaults to 60 seconds.
     #[serde(default)]
@@ -71,6 +80,7 @@ impl fmt::Debug for IssuerSpec {
             .field("audiences", &self.audiences)
             .field("algorithms", &self.algorithms)
             .field("jwks_keys", &keys)
+            .field("jwks_fetch", &self.jwks_fetch)
             .field("clock_skew_secs", &self.clock_skew_secs)
             .field("max_lifetime_secs", &self.max_lifetime_secs)
             .field("require_expiry", &self.require_expiry)
@@ -90,6 +100,7 @@ pub(crate) struct Issuer {
     pub(crate) name: String,
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) keys: KeySet,
+    pub(crate) fetch: Option<JwksFetchSpec>,
     pub(crate) typ: Option<String>,
     pub(crate) rules: ClaimRules,
 }
@@ -174,16 +185,21 @@ impl Issuer {
 
         let algorithms = compile_algorithms(&spec.algorithms).map_err(fail)?;
 
-        let secret_algorithms: Vec<Algorithm> = algorithms
-            .iter()
-            .copied()
-            .filter(|a| a.family() == KeyFamily::Secret)
-            .collect();
-        let keys =
-            KeySet::from_jwks(&spec.jwks, &secret_algorithms).map_err(|e| fail(e.to_string()))?;
-        if let Some(alg) = algorithms.iter().find(|alg| !keys.can_verify(**alg)) {
-            return Err(fail(format!("no key in `jwks` can verify `{alg}`")));
-        }
+        let keys = match (&spec.jwks_fetch, spec.jwks.is_null()) {
+            (Some(fetch), true) => {
+                fetch.check().map_err(fail)?;
+                KeySet::default()
+            }
+            (Some(_), false) => return Err(fail("give `jwks` or `jwks_fetch`, not both".into())),
+            (None, true) => return Err(fail("needs `jwks` or `jwks_fetch`".into())),
+            (None, false) => {
+                let keys = compile_keys(&spec.jwks, &algorithms).map_err(fail)?;
+                if let Some(alg) = algorithms.iter().find(|alg| !keys.can_verify(**alg)) {
+                    return Err(fail(format!("no key in `jwks` can verify `{alg}`")));
+                }
+                keys
+            }
+        };
 
         let clock_skew = spec.clock_skew_secs.unwrap_or(DEFAULT_CLOCK_SKEW_SECS);
         if clock_skew > MAX_CLOCK_SKEW_SECS {
@@ -203,6 +219,7 @@ impl Issuer {
             name: spec.name.clone(),
             algorithms,
             keys,
+            fetch: spec.jwks_fetch.clone(),
             typ: spec.typ.as_deref().map(normalize_typ),
             rules: ClaimRules {
                 audiences: spec.audiences.clone(),
@@ -220,6 +237,73 @@ impl Issuer {
             (None, _) => true,
             (Some(expected), Some(typ)) => *expected == normalize_typ(typ),
             (Some(_), None) => false,
+        }
+    }
+}
+
+/// Validates a JWKS for an issuer allowing `algorithms`.
+fn compile_keys(jwks: &serde_json::Value, algorithms: &[Algorithm]) -> Result<KeySet, String> {
+    let secret_algorithms: Vec<Algorithm> = algorithms
+        .iter()
+        .copied()
+        .filter(|a| a.family() == KeyFamily::Secret)
+        .collect();
+    KeySet::from_jwks(jwks, &secret_algorithms).map_err(|e| e.to_string())
+}
+
+impl Issuers {
+    /// The issuers whose keys are fetched, with where from.
+    pub fn fetched(&self) -> impl Iterator<Item = (&str, &JwksFetchSpec)> {
+        self.issuers
+            .iter()
+            .filter_map(|i| Some((i.name.as_str(), i.fetch.as_ref()?)))
+    }
+
+    /// Validates a fetched JWKS document and, only if all of it is sound,
+    /// makes it the issuer's key set. Returns the number of keys. Tokens
+    /// verified under the old keys are no longer served from a cache.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error naming the issuer and the problem; the issuer keeps
+    /// the keys it had.
+    pub fn install_jwks(&mut self, name: &str, document: &[u8]) -> Result<usize, IssuerError> {
+        let fail = |problem: String| IssuerError::new(name, problem);
+        if document.len() > MAX_JWKS_BYTES {
+            return Err(fail(format!(
+                "fetched JWKS of {} bytes is over the {MAX_JWKS_BYTES}-byte cap",
+                document.len()
+            )));
+        }
+        let jwks: serde_json::Value = serde_json::from_slice(document)
+            .map_err(|e| fail(format!("fetched JWKS is not JSON: {e}")))?;
+        let issuer = self
+            .issuers
+            .iter_mut()
+            .find(|i| i.name == name && i.fetch.is_some())
+            .ok_or_else(|| fail("has no `jwks_fetch`".into()))?;
+        let keys = compile_keys(&jwks, &issuer.algorithms)
+            .map_err(|e| fail(format!("fetched JWKS: {e}")))?;
+        if !issuer.algorithms.iter().any(|alg| keys.can_verify(*alg)) {
+            return Err(fail(
+                "fetched JWKS: no key can verify an allowed algorithm".into(),
+            ));
+        }
+        let count = keys.len();
+        issuer.keys = keys;
+        self.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+        Ok(count)
+    }
+
+    /// Drops an issuer's fetched keys, after they went stale beyond use.
+    pub fn drop_fetched_keys(&mut self, name: &str) {
+        if let Some(issuer) = self
+            .issuers
+            .iter_mut()
+            .find(|i| i.name == name && i.fetch.is_some())
+        {
+            issuer.keys = KeySet::default();
+            self.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

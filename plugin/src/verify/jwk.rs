@@ -219,6 +219,16 @@ impl KeySet {
         Ok(Self { keys })
     }
 
+    /// How many keys the set holds.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set holds no key (a fetched set not yet installed).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     /// Whether some key of the set could verify `alg`.
     pub fn can_verify(&self, alg: Algorithm) -> bool {
         self.keys.iter().any(|key| key.check_usable(alg).is_ok())
@@ -701,6 +711,7 @@ pub(crate) fn verify_hmac(
         Algorithm::Hs256 => mac::<hmac::Hmac<Sha256>>(key, message, tag),
         Algorithm::Hs384 => mac::<hmac::Hmac<Sha384>>(key, message, tag),
         Algorithm::Hs512 => mac::<hmac::Hmac<Sha512>>(key, message, tag),
+        Algorithm::Hs256Trunc64 => truncated_mac::<hmac::Hmac<Sha256>>(key, message, tag),
         _ => return Err(TokenError::KeyTypeMismatch),
     };
     outcome.map_err(|_| TokenError::SignatureInvalid)
@@ -710,4 +721,12 @@ fn mac<M: Mac + KeyInit>(key: &[u8], message: &[u8], tag: &[u8]) -> Result<(), (
     let mut mac = <M as KeyInit>::new_from_slice(key).map_err(|_| ())?;
     mac.update(message);
     mac.verify_slice(tag).map_err(|_| ())
+}
+
+/// Checks a tag that keeps only the leftmost bytes of the MAC; the caller has
+/// already fixed the tag's length.
+fn truncated_mac<M: Mac + KeyInit>(key: &[u8], message: &[u8], tag: &[u8]) -> Result<(), ()> {
+    let mut mac = <M as KeyInit>::new_from_slice(key).map_err(|_| ())?;
+    mac.update(message);
+    mac.verify_truncated_left(tag).map_err(|_| ())
 }

@@ -39,6 +39,9 @@ pub struct VerifiedToken {
     pub algorithm: Algorithm,
     /// The `kid` of the key that verified it, when the key has one.
     pub key_id: Option<String>,
+    /// The certificate the token is bound to (RFC 8705): the `x5t#S256`
+    /// member of its `cnf` claim, a base64url SHA-256 thumbprint.
+    pub certificate_thumbprint: Option<String>,
 }
 
 /// The protected header members the verifier reads.
@@ -73,6 +76,9 @@ impl Issuers {
         let claims = parse_claims(&jws.payload)?;
         let iss = claims::json_issuer(&claims)?;
         let issuer = self.by_iss(iss).ok_or(TokenError::IssuerUnknown)?;
+        if issuer.keys.is_empty() {
+            return Err(TokenError::KeysUnavailable);
+        }
 
         let alg = allowed_algorithm(&jws.header.alg, &issuer.algorithms)?;
         if !issuer.accepts_typ(jws.header.typ.as_deref()) {
@@ -86,6 +92,7 @@ impl Issuers {
             &jws.signature,
         )?;
 
+        let certificate_thumbprint = confirmation(&claims)?;
         let claims = Claims::from_json(&claims)?;
         let audience = issuer.rules.check(&claims, now)?;
 
@@ -96,7 +103,20 @@ impl Issuers {
             audience,
             algorithm: alg,
             key_id: key_id.map(str::to_owned),
+            certificate_thumbprint,
         })
+    }
+}
+
+impl Issuers {
+    /// The policy name of the issuer a token claims, read without verifying
+    /// anything. For deciding whether to wait for that issuer's keys; never
+    /// for trusting the token.
+    pub fn claimed_issuer(&self, token: &str) -> Option<&str> {
+        let jws = Compact::parse(token).ok()?;
+        let claims = parse_claims(&jws.payload).ok()?;
+        let iss = claims::json_issuer(&claims).ok()?;
+        self.by_iss(iss).map(|issuer| issuer.name.as_str())
     }
 }
 
@@ -125,13 +145,36 @@ pub fn verify_signature(
     Ok(jws.payload)
 }
 
+/// The `x5t#S256` certificate thumbprint of a `cnf` claim (RFC 8705
+/// section 3.1). A `cnf` this verifier cannot honour is refused, never
+/// ignored: ignoring it would accept a bound token from anyone holding it.
+fn confirmation(claims: &Map<String, Value>) -> Result<Option<String>, TokenError> {
+    let Some(cnf) = claims.get("cnf") else {
+        return Ok(None);
+    };
+    let cnf = cnf.as_object().ok_or(TokenError::ClaimTypeInvalid("cnf"))?;
+    let thumbprint = cnf
+        .get("x5t#S256")
+        .and_then(Value::as_str)
+        .filter(|t| {
+            t.len() == 43
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .ok_or(TokenError::ClaimTypeInvalid("cnf"))?;
+    if cnf.len() != 1 {
+        return Err(TokenError::ClaimTypeInvalid("cnf"));
+    }
+    Ok(Some(thumbprint.to_owned()))
+}
+
 /// Checks `alg` against an allow-list, before any cryptography.
 fn allowed_algorithm(name: &str, allowed: &[Algorithm]) -> Result<Algorithm, TokenError> {
     if name.eq_ignore_ascii_case("none") {
         return Err(TokenError::AlgorithmNone);
     }
     Algorithm::from_name(name)
-        .filter(|alg| allowed.contains(alg))
+        .filter(|alg| alg.is_jws() && allowed.contains(alg))
         .ok_or(TokenError::AlgorithmNotAllowed)
 }
 
