@@ -5,14 +5,15 @@
 # Keys, API keys and tokens are generated fresh on every run by
 # `warden-policy demo` into .warden/demo/ (never committed). Envoy listens
 # on 127.0.0.1:10000 (echo upstream on 10001, admin on 10002, and a key
-# server for the partner issuer's fetched JWKS on 10003).
+# server for the partner issuer's fetched JWKS on 10003). A second listener
+# on 127.0.0.1:10443 requires client certificates (made by make-certs.sh).
 #
 # WARDEN_DEMO_ONCE=1 stops after the tour instead of serving until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 out=.warden/demo
-listen=10000 upstream=10001 admin=10002 jwks=10003
+listen=10000 upstream=10001 admin=10002 jwks=10003 mtls=10443
 
 bash examples/setup.sh
 cargo build --quiet --release --target wasm32-wasip1 -p warden
@@ -21,9 +22,11 @@ tool=target/release/warden-policy
 
 rm -rf "$out" && mkdir -p "$out"
 $tool demo policies/demo/policy.json "$out"
+bash examples/envoy/make-certs.sh "$out/tls"
 $tool envoy examples/envoy/envoy.yaml --config "$out/plugin-config.json" \
   --wasm "$PWD/target/wasm32-wasip1/release/warden.wasm" \
-  --listen $listen --upstream $upstream --admin $admin --jwks $jwks > "$out/envoy.yaml"
+  --listen $listen --upstream $upstream --admin $admin --jwks $jwks \
+  --mtls $mtls --tls-dir "$PWD/$out/tls" > "$out/envoy.yaml"
 
 pids=()
 stop() { kill "${pids[@]}" 2>/dev/null || true; }
@@ -47,18 +50,23 @@ token() { cat "$out/tokens/$1.jwt"; }
 apikey() { cat "$out/api-keys/$1.key"; }
 
 # call TITLE HOST METHOD PATH [HEADER...]: one request, its answer, and
-# what the upstream saw of Warden's headers.
+# what the upstream saw of Warden's headers. With client=NAME set, the
+# request goes to the mTLS listener with that client certificate.
 call() {
   local title=$1 host=$2 method=$3 path=$4
   shift 4
-  local args=(-s -X "$method" -H "host: $host")
+  local args=(-s -X "$method" -H "host: $host") url="http://127.0.0.1:$listen$path"
+  if [[ -n ${client:-} ]]; then
+    args+=(--cacert "$out/tls/ca.pem" --cert "$out/tls/$client.pem" --key "$out/tls/$client.key"
+      --resolve "localhost:$mtls:127.0.0.1")
+    url="https://localhost:$mtls$path"
+  fi
   for h in "$@"; do args+=(-H "$h"); done
   echo
   echo "== $title"
-  echo "   $method http://$host$path"
+  echo "   $method $url${client:+ (client certificate: $client)}"
   local body
-  body=$(curl "${args[@]}" -o - -w '\n%{http_code} %header{www-authenticate}' \
-    "http://127.0.0.1:$listen$path")
+  body=$(curl "${args[@]}" -o - -w '\n%{http_code} %header{www-authenticate}' "$url")
   local status=${body##*$'\n'}
   body=${body%$'\n'*}
   echo "   -> $status"
@@ -91,6 +99,12 @@ call "retired identity" people.demo.test GET /employees/17 \
   "authorization: Bearer $(token legacy-payroll)"
 call "suspended identity (API key)" books.demo.test GET /reports/2026-11 \
   "x-api-key: $(apikey stats-scraper)"
+client=reconciler call "reconciler proves itself with its SPIFFE certificate" \
+  books.demo.test GET /ledger/2026/12
+client=outsider call "a certificate from an untrusted SPIFFE trust domain" \
+  books.demo.test GET /ledger/2026/12
+client=treasury call "treasury bot with a token not bound to its certificate" \
+  books.demo.test GET /ledger/2026/12 "authorization: Bearer $(token treasury-bot)"
 
 sleep 0.5
 echo

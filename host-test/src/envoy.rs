@@ -76,6 +76,7 @@ pub struct Envoy {
     upstream: Child,
     key_server: Child,
     port: u16,
+    mtls_port: u16,
     log: PathBuf,
     dir: PathBuf,
 }
@@ -189,7 +190,9 @@ impl Envoy {
             )));
         }
         let dir = scratch_dir()?;
-        let [port, upstream_port, admin, jwks_port] = free_ports()?;
+        let [port, upstream_port, admin, jwks_port, mtls_port] = free_ports()?;
+        let tls = dir.join("tls");
+        make_certs(&tls)?;
         let upstream = start_upstream(upstream_port)?;
         let served = dir.join("served");
         std::fs::create_dir_all(&served)
@@ -199,12 +202,8 @@ impl Envoy {
                 .map_err(|e| fail("writing a served document", e))?;
         }
         let key_server = start_key_server(jwks_port, &served)?;
-        let config = render(
-            template,
-            plugin_config,
-            wasm,
-            [port, upstream_port, admin, jwks_port],
-        )?;
+        let ports = [port, upstream_port, admin, jwks_port, mtls_port];
+        let config = render(template, plugin_config, wasm, ports, &tls)?;
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, config).map_err(|e| fail("writing envoy.yaml", e))?;
         let log = dir.join("envoy.log");
@@ -214,6 +213,7 @@ impl Envoy {
             upstream,
             key_server,
             port,
+            mtls_port,
             log,
             dir,
         };
@@ -262,6 +262,66 @@ impl Envoy {
             .read_to_end(&mut bytes)
             .map_err(|e| fail("reading", e))?;
         parse_response(&bytes)
+    }
+
+    /// Sends one request over TLS to the listener that requires client
+    /// certificates, presenting the client certificate `client` (a name
+    /// from `examples/envoy/make-certs.sh`, such as `reconciler`).
+    ///
+    /// # Errors
+    ///
+    /// Returns an error when curl fails or the response is not HTTP/1.1.
+    pub fn request_tls(
+        &self,
+        client: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, EnvoyError> {
+        let tls = self.dir.join("tls");
+        let url = format!("https://localhost:{}{path}", self.mtls_port);
+        let mut curl = Command::new("curl");
+        curl.args([
+            "--silent",
+            "--show-error",
+            "--include",
+            "--http1.1",
+            "--max-time",
+            "10",
+        ])
+        .arg("--resolve")
+        .arg(format!("localhost:{}:127.0.0.1", self.mtls_port))
+        .arg("--cacert")
+        .arg(tls.join("ca.pem"))
+        .arg("--cert")
+        .arg(tls.join(format!("{client}.pem")))
+        .arg("--key")
+        .arg(tls.join(format!("{client}.key")))
+        .args(["--request", method]);
+        for (name, value) in headers {
+            curl.arg("--header").arg(format!("{name}: {value}"));
+        }
+        let output = curl
+            .arg(url)
+            .output()
+            .map_err(|e| fail("running curl", e))?;
+        if !output.status.success() {
+            return Err(EnvoyError(format!(
+                "curl: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )));
+        }
+        parse_response(&output.stdout)
+    }
+
+    /// The DER encoding of a client certificate made for this Envoy.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error when there is no such certificate.
+    pub fn client_certificate_der(&self, client: &str) -> Result<Vec<u8>, EnvoyError> {
+        std::fs::read(self.dir.join("tls").join(format!("{client}.der")))
+            .map_err(|e| fail("reading a client certificate", e))
     }
 
     /// Serves `body` at `/<path>` from the key server from now on.
@@ -367,8 +427,8 @@ fn scratch_dir() -> Result<PathBuf, EnvoyError> {
     Ok(dir)
 }
 
-fn free_ports() -> Result<[u16; 4], EnvoyError> {
-    let listeners: Vec<TcpListener> = (0..4)
+fn free_ports() -> Result<[u16; 5], EnvoyError> {
+    let listeners: Vec<TcpListener> = (0..5)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()
         .map_err(|e| fail("finding free ports", e))?;
@@ -378,14 +438,15 @@ fn free_ports() -> Result<[u16; 4], EnvoyError> {
             .and_then(|l| l.local_addr().ok())
             .map_or(0, |a| a.port())
     };
-    Ok([port(0), port(1), port(2), port(3)])
+    Ok([port(0), port(1), port(2), port(3), port(4)])
 }
 
 fn render(
     template: &Path,
     plugin_config: &str,
     wasm: &Path,
-    [port, upstream, admin, jwks]: [u16; 4],
+    [port, upstream, admin, jwks, mtls]: [u16; 5],
+    tls: &Path,
 ) -> Result<String, EnvoyError> {
     let text = std::fs::read_to_string(template).map_err(|e| fail("reading the template", e))?;
     let wasm = wasm
@@ -401,6 +462,8 @@ fn render(
         ("UPSTREAM_PORT", upstream.to_string()),
         ("ADMIN_PORT", admin.to_string()),
         ("JWKS_PORT", jwks.to_string()),
+        ("MTLS_PORT", mtls.to_string()),
+        ("TLS_DIR", tls.to_string_lossy().into_owned()),
     ];
     warden_policy::envoy::render(&text, &values).map_err(|e| fail("rendering", e))
 }
@@ -416,6 +479,24 @@ fn start_upstream(port: u16) -> Result<Child, EnvoyError> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| fail("starting the echo upstream", e))
+}
+
+/// Runs `examples/envoy/make-certs.sh` into `folder`.
+fn make_certs(folder: &Path) -> Result<(), EnvoyError> {
+    let script = workspace_root().join("examples/envoy/make-certs.sh");
+    let output = Command::new("bash")
+        .arg(script)
+        .arg(folder)
+        .output()
+        .map_err(|e| fail("making certificates", e))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(EnvoyError(format!(
+            "making certificates: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )))
+    }
 }
 
 fn start_key_server(port: u16, folder: &Path) -> Result<Child, EnvoyError> {

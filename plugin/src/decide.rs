@@ -10,8 +10,10 @@ use crate::authorize::{Permit, authorize, host_of};
 use crate::config::Config;
 use crate::extract::{Credential, CredentialKind, extract};
 use crate::policy::{Identity, canonical_path};
-use crate::resolve::{by_token, check_status};
-use crate::verify::{TokenCache, TokenError, apikey};
+use crate::resolve::{by_spiffe_id, by_token, check_status};
+use crate::verify::spiffe::SpiffeId;
+use crate::verify::{TokenCache, TokenError, VerifiedToken, apikey};
+use subtle::ConstantTimeEq;
 
 /// The parts of a request a decision reads.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +26,18 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// All request headers, names in lower case.
     pub headers: &'a [(String, String)],
+    /// The connection's client certificate, if the proxy verified one.
+    pub peer: Peer<'a>,
+}
+
+/// A client certificate as the proxy reports it after verifying its chain.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer<'a> {
+    /// The certificate's URI SAN.
+    pub uri_san: Option<&'a str>,
+    /// The base64url SHA-256 thumbprint of the certificate, the form of
+    /// `x5t#S256`.
+    pub thumbprint: Option<&'a str>,
 }
 
 /// What to do with a request, and why.
@@ -142,13 +156,15 @@ pub fn decide(
         }
     };
 
-    let credential = match extract(request.headers, config.api_key_header()) {
+    let certificate =
+        !config.policy().trust_domains().is_empty() && request.peer.thumbprint.is_some();
+    let credential = match extract(request.headers, config.api_key_header(), certificate) {
         Ok(credential) => credential,
         Err(e) => return Denial::unauthenticated(e.reason(), e, CHALLENGE).into_decision(),
     };
 
-    let identity = match prove(config, credential, now, cache) {
-        Ok(identity) => identity,
+    let (identity, kind) = match prove(config, credential, request.peer, certificate, now, cache) {
+        Ok(proven) => proven,
         Err(denial) => {
             let mut decision = denial.into_decision();
             decision.credential = Some(credential.kind());
@@ -157,7 +173,7 @@ pub fn decide(
     };
 
     let mut decision = judge(config, identity, request, path);
-    decision.credential = Some(credential.kind());
+    decision.credential = Some(kind);
     decision.identity = Some(identity.id.clone());
     decision.groups = config
         .policy()
@@ -171,20 +187,101 @@ pub fn decide(
 fn prove<'c>(
     config: &'c Config,
     credential: Credential<'_>,
+    peer: Peer<'_>,
+    certificate: bool,
     now: u64,
     cache: &mut TokenCache,
-) -> Result<&'c Identity, Denial> {
+) -> Result<(&'c Identity, CredentialKind), Denial> {
     let policy = config.policy();
     match credential {
         Credential::Bearer(token) => {
-            let verified = policy
-                .issuers()
-                .verify_cached(cache, token, now)
-                .map_err(token_denial)?;
-            by_token(policy, &verified).map_err(|e| Denial::forbidden(e.reason(), e))
+            // A compact JWS always has two dots; base64url never has one.
+            let (verified, kind) = if token.contains('.') {
+                let verified = policy.issuers().verify_cached(cache, token, now);
+                (verified.map_err(token_denial)?, CredentialKind::Jwt)
+            } else {
+                let verified = policy.issuers().verify_cwt_text(token, now);
+                (verified.map_err(token_denial)?, CredentialKind::Cwt)
+            };
+            let (identity, bound) =
+                by_token(policy, &verified).map_err(|e| Denial::forbidden(e.reason(), e))?;
+            let kind = check_binding(&verified, kind, bound, peer, certificate)?;
+            Ok((identity, kind))
         }
         Credential::ApiKey(key) => apikey::verify(policy, key)
+            .map(|identity| (identity, CredentialKind::ApiKey))
             .map_err(|e| Denial::unauthenticated(e.reason(), e, CHALLENGE_API_KEY)),
+        Credential::ClientCertificate => {
+            let identity = prove_certificate(config, peer)?;
+            Ok((identity, CredentialKind::Mtls))
+        }
+    }
+}
+
+/// A client certificate alone: its SPIFFE ID, in a trusted domain, names
+/// the identity.
+fn prove_certificate<'c>(config: &'c Config, peer: Peer<'_>) -> Result<&'c Identity, Denial> {
+    let uri = peer.uri_san.unwrap_or_default();
+    let id = SpiffeId::parse(uri).map_err(|e| {
+        Denial::unauthenticated(
+            "spiffe_id_invalid",
+            format!("client certificate: {e}"),
+            CHALLENGE,
+        )
+    })?;
+
+    let domains = config.policy().trust_domains();
+    if !domains.iter().any(|d| d == id.trust_domain()) {
+        let detail = format!("trust domain `{}` is not trusted", id.trust_domain());
+        return Err(Denial::unauthenticated(
+            "spiffe_trust_domain_unknown",
+            detail,
+            CHALLENGE,
+        ));
+    }
+
+    by_spiffe_id(config.policy(), &id).map_err(|e| Denial::forbidden(e.reason(), e))
+}
+
+/// RFC 8705: a token bound to a certificate is accepted only with that
+/// certificate; an identity that demands binding accepts only bound tokens;
+/// and a client certificate that is a credential of its own may accompany
+/// only a token bound to it.
+fn check_binding(
+    verified: &VerifiedToken,
+    unbound: CredentialKind,
+    bound: bool,
+    peer: Peer<'_>,
+    certificate: bool,
+) -> Result<CredentialKind, Denial> {
+    let binding = |reason: &'static str, detail: &str| {
+        Denial::unauthenticated(reason, detail, CHALLENGE_INVALID_TOKEN)
+    };
+    match (verified.certificate_thumbprint.as_deref(), peer.thumbprint) {
+        (Some(expected), Some(actual)) => {
+            if bool::from(expected.as_bytes().ct_eq(actual.as_bytes())) {
+                Ok(CredentialKind::BoundJwt)
+            } else {
+                Err(binding(
+                    "certificate_binding_mismatch",
+                    "token is bound to another certificate",
+                ))
+            }
+        }
+        (Some(_), None) => Err(binding(
+            "certificate_binding_missing",
+            "token is bound to a certificate the connection did not present",
+        )),
+        (None, _) if bound => Err(binding(
+            "certificate_binding_missing",
+            "the identity accepts only tokens bound to its client certificate",
+        )),
+        (None, _) if certificate => Err(Denial::unauthenticated(
+            "credential_ambiguous",
+            "a client certificate and a token not bound to it",
+            CHALLENGE,
+        )),
+        (None, _) => Ok(unbound),
     }
 }
 

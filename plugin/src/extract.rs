@@ -1,19 +1,23 @@
 //! Step 1 of the data path: find the one credential a request presents.
 //!
-//! A request may present a bearer token in `Authorization` or an API key in
-//! the configured header, never both, and never a header twice: a request
-//! that could be read as two callers is refused as ambiguous. Keys in the
-//! query string are never looked at.
+//! A request may present a bearer token in `Authorization`, an API key in
+//! the configured header, or (where the policy makes client certificates
+//! credentials) a client certificate; never a header twice. A request that
+//! could be read as two callers is refused as ambiguous; the one allowed
+//! pair, a token bound to the client certificate, is checked in
+//! [`crate::decide`]. Keys in the query string are never looked at.
 
 use std::fmt;
 
 /// The credential a request presents, borrowed from its headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential<'a> {
-    /// `Authorization: Bearer <token>`.
+    /// `Authorization: Bearer <token>`: a compact JWS, or a CWT in base64url.
     Bearer(&'a str),
     /// The API key header's value.
     ApiKey(&'a str),
+    /// The client certificate of the connection, alone.
+    ClientCertificate,
 }
 
 impl Credential<'_> {
@@ -22,6 +26,7 @@ impl Credential<'_> {
         match self {
             Self::Bearer(_) => CredentialKind::Jwt,
             Self::ApiKey(_) => CredentialKind::ApiKey,
+            Self::ClientCertificate => CredentialKind::Mtls,
         }
     }
 }
@@ -33,6 +38,12 @@ pub enum CredentialKind {
     Jwt,
     /// An API key.
     ApiKey,
+    /// A client certificate's SPIFFE ID.
+    Mtls,
+    /// A signed token bound to the client certificate it came with.
+    BoundJwt,
+    /// A CBOR Web Token.
+    Cwt,
 }
 
 impl CredentialKind {
@@ -41,6 +52,9 @@ impl CredentialKind {
         match self {
             Self::Jwt => "jwt",
             Self::ApiKey => "api_key",
+            Self::Mtls => "mtls",
+            Self::BoundJwt => "jwt_bound",
+            Self::Cwt => "cwt",
         }
     }
 }
@@ -78,7 +92,8 @@ impl fmt::Display for ExtractError {
 }
 
 /// Takes the credential from request headers. `api_key_header` is lower
-/// case.
+/// case; `certificate` says whether the connection carries a client
+/// certificate that counts as a credential.
 ///
 /// # Errors
 ///
@@ -86,14 +101,16 @@ impl fmt::Display for ExtractError {
 pub fn extract<'a>(
     headers: &'a [(String, String)],
     api_key_header: &str,
+    certificate: bool,
 ) -> Result<Credential<'a>, ExtractError> {
     let authorization = only(headers, "authorization")?;
     let api_key = only(headers, api_key_header)?;
-    match (authorization, api_key) {
-        (Some(_), Some(_)) => Err(ExtractError::Ambiguous),
-        (Some(value), None) => bearer(value).map(Credential::Bearer),
-        (None, Some(value)) => Ok(Credential::ApiKey(value)),
-        (None, None) => Err(ExtractError::Missing),
+    match (authorization, api_key, certificate) {
+        (Some(_), Some(_), _) | (None, Some(_), true) => Err(ExtractError::Ambiguous),
+        (Some(value), None, _) => bearer(value).map(Credential::Bearer),
+        (None, Some(value), false) => Ok(Credential::ApiKey(value)),
+        (None, None, true) => Ok(Credential::ClientCertificate),
+        (None, None, false) => Err(ExtractError::Missing),
     }
 }
 
@@ -137,21 +154,27 @@ mod tests {
     fn bearer_token_is_taken() {
         let h = headers(&[("authorization", "Bearer abc.def.ghi")]);
         assert_eq!(
-            extract(&h, "x-api-key"),
+            extract(&h, "x-api-key", false),
             Ok(Credential::Bearer("abc.def.ghi"))
         );
         let h = headers(&[("authorization", "bearer abc")]);
-        assert_eq!(extract(&h, "x-api-key"), Ok(Credential::Bearer("abc")));
+        assert_eq!(
+            extract(&h, "x-api-key", false),
+            Ok(Credential::Bearer("abc"))
+        );
     }
 
     #[test]
     fn api_key_is_taken_from_the_configured_header_only() {
         let h = headers(&[("x-api-key", "id.secret")]);
         assert_eq!(
-            extract(&h, "x-api-key"),
+            extract(&h, "x-api-key", false),
             Ok(Credential::ApiKey("id.secret"))
         );
-        assert_eq!(extract(&h, "x-other-key"), Err(ExtractError::Missing));
+        assert_eq!(
+            extract(&h, "x-other-key", false),
+            Err(ExtractError::Missing)
+        );
     }
 
     #[test]
@@ -186,7 +209,7 @@ mod tests {
         ];
         for (pairs, error) in cases {
             assert_eq!(
-                extract(&headers(&pairs), "x-api-key"),
+                extract(&headers(&pairs), "x-api-key", false),
                 Err(error),
                 "{pairs:?}"
             );

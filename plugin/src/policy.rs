@@ -18,5 +18,6 @@ pub(crate) use compile::describe_json_error;
 pub use compile::{Group, Identity, Policy, PolicyError, Status};
 pub use path::{PathPattern, canonical_path};
 pub use source::{
-    CredentialSource, GrantSource, GroupSource, IdentitySource, PolicySource, StatusSource,
+    CredentialSource, GrantSource, GroupSource, IdentitySource, MtlsSource, PolicySource,
+    StatusSource,
 };

@@ -7,6 +7,7 @@
 
 use crate::policy::{Identity, Policy, Status};
 use crate::verify::VerifiedToken;
+use crate::verify::spiffe::SpiffeId;
 use std::fmt;
 
 /// Why a verified credential does not lead to an active identity.
@@ -34,14 +35,15 @@ impl ResolveError {
 impl fmt::Display for ResolveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::Unknown => "token subject is not an identity in the policy",
+            Self::Unknown => "the proven subject is not an identity in the policy",
             Self::Suspended => "identity is suspended",
             Self::Retired => "identity is retired",
         })
     }
 }
 
-/// The identity a verified token proves.
+/// The identity a verified token proves, and whether its tokens must be
+/// bound to the client certificate.
 ///
 /// # Errors
 ///
@@ -50,9 +52,20 @@ impl fmt::Display for ResolveError {
 pub fn by_token<'p>(
     policy: &'p Policy,
     token: &VerifiedToken,
-) -> Result<&'p Identity, ResolveError> {
+) -> Result<(&'p Identity, bool), ResolveError> {
     policy
         .identity_by_subject(&token.issuer, &token.subject)
+        .ok_or(ResolveError::Unknown)
+}
+
+/// The identity a client certificate's SPIFFE ID proves.
+///
+/// # Errors
+///
+/// Returns [`ResolveError::Unknown`] when no identity holds the ID.
+pub fn by_spiffe_id<'p>(policy: &'p Policy, id: &SpiffeId) -> Result<&'p Identity, ResolveError> {
+    policy
+        .identity_by_spiffe(id.as_str())
         .ok_or(ResolveError::Unknown)
 }
 

@@ -45,6 +45,7 @@ mod json;
 pub mod jwk;
 pub mod jwt;
 mod roca;
+pub mod spiffe;
 
 pub use algorithm::Algorithm;
 pub use cache::TokenCache;

@@ -59,7 +59,7 @@ fn syntax_and_shape_errors_name_line_and_column() {
     assert_eq!(
         error.to_string(),
         "line 1 column 26: unknown field `grups`, expected one of `revision`, `issuers`, \
-         `groups`, `identities`"
+         `groups`, `identities`, `mtls`"
     );
 }
 

@@ -27,10 +27,13 @@ USAGE:
 
     warden-policy envoy <TEMPLATE.yaml> --config <PLUGIN-CONFIG.json>
                   --wasm <WARDEN.wasm> --listen <PORT> --upstream <PORT> --admin <PORT>
-                  --jwks <PORT>
+                  --jwks <PORT> --mtls <PORT> --tls-dir <DIR>
         Print an Envoy configuration rendered from a template with
-        @CONFIG@, @WASM@, @LISTEN_PORT@, @UPSTREAM_PORT@, @ADMIN_PORT@ and
-        @JWKS_PORT@ (the key server the `jwks` cluster reaches).
+        @CONFIG@, @WASM@, @LISTEN_PORT@, @UPSTREAM_PORT@, @ADMIN_PORT@,
+        @JWKS_PORT@ (the key server the `jwks` cluster reaches),
+        @MTLS_PORT@ (the listener that requires client certificates) and
+        @TLS_DIR@ (server.pem, server.key and ca.pem, as
+        examples/envoy/make-certs.sh writes them).
 
     warden-policy --help
         Print this help.
@@ -127,10 +130,20 @@ fn render_envoy(template: &Path, options: &[&str]) -> Result<String, Error> {
             .map(|v| (*v).to_owned())
             .ok_or(Error(format!("envoy: missing `{name} <VALUE>`")))
     };
-    if options.len() != 10 {
-        return Err(Error(
-            "envoy: expects exactly the five options; see `--help`".into(),
-        ));
+    const NAMES: [&str; 8] = [
+        "--config",
+        "--wasm",
+        "--listen",
+        "--upstream",
+        "--admin",
+        "--jwks",
+        "--mtls",
+        "--tls-dir",
+    ];
+    if let Some(unknown) = options.iter().step_by(2).find(|o| !NAMES.contains(o)) {
+        return Err(Error(format!(
+            "envoy: unknown option `{unknown}`; see `--help`"
+        )));
     }
     let config = read(&PathBuf::from(option("--config")?))?;
     let wasm = option("--wasm")?;
@@ -141,6 +154,8 @@ fn render_envoy(template: &Path, options: &[&str]) -> Result<String, Error> {
         ("UPSTREAM_PORT", option("--upstream")?),
         ("ADMIN_PORT", option("--admin")?),
         ("JWKS_PORT", option("--jwks")?),
+        ("MTLS_PORT", option("--mtls")?),
+        ("TLS_DIR", option("--tls-dir")?),
     ];
     envoy::render(&read(template)?, &values)
 }

@@ -7,9 +7,10 @@
 use super::{Shared, log, now_millis, now_secs};
 use crate::authorize::host_of;
 use crate::config::Config;
-use crate::decide::{Decision, Request, Verdict, decide};
+use crate::decide::{Decision, Peer, Request, Verdict, decide};
 use crate::extract::{Credential, CredentialKind, extract};
 use crate::record::{self, Context as RecordContext};
+use crate::verify::spiffe::thumbprint_from_hex;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType};
 
@@ -42,11 +43,16 @@ pub(super) fn handle(shared: &Shared, may_wait: bool) -> Handled {
             .map(|(_, v)| v.as_str())
             .unwrap_or_default()
     };
+    let (uri_san, thumbprint) = client_certificate();
     let request = Request {
         method: header(":method"),
         authority: header(":authority"),
         path: header(":path"),
         headers: &headers,
+        peer: Peer {
+            uri_san: uri_san.as_deref(),
+            thumbprint: thumbprint.as_deref(),
+        },
     };
     let decision = decide(&config, &request, now_secs(), &mut cache);
     drop(cache);
@@ -56,6 +62,21 @@ pub(super) fn handle(shared: &Shared, may_wait: bool) -> Handled {
     }
     log(LogLevel::Info, &render_record(&config, &decision, &request));
     carry_out(&config, &decision, header("x-request-id"))
+}
+
+/// The connection's verified client certificate: its URI SAN and its
+/// thumbprint. Read only from connection properties, never from a header.
+fn client_certificate() -> (Option<String>, Option<String>) {
+    let property = |name: &str| {
+        hostcalls::get_property(vec!["connection", name])
+            .ok()
+            .flatten()
+            .filter(|b| !b.is_empty())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    let digest = property("sha256_peer_certificate_digest");
+    let thumbprint = digest.as_deref().and_then(thumbprint_from_hex);
+    (property("uri_san_peer_certificate"), thumbprint)
 }
 
 /// Answers 503 for a stream created without a usable configuration.
@@ -74,7 +95,7 @@ fn worth_waiting(
     if !matches!(decision.reason, "keys_unavailable" | "key_unknown") {
         return None;
     }
-    let Ok(Credential::Bearer(token)) = extract(headers, config.api_key_header()) else {
+    let Ok(Credential::Bearer(token)) = extract(headers, config.api_key_header(), false) else {
         return None;
     };
     let issuer = config.policy().issuers().claimed_issuer(token)?;
@@ -116,9 +137,11 @@ fn carry_out(config: &Config, decision: &Decision, request_id: &str) -> Handled 
 /// Removes the credential and attaches the identity for the upstream.
 fn forward(config: &Config, decision: &Decision) {
     match decision.credential {
-        Some(CredentialKind::Jwt) => remove_header("authorization"),
+        Some(CredentialKind::Jwt | CredentialKind::BoundJwt | CredentialKind::Cwt) => {
+            remove_header("authorization")
+        }
         Some(CredentialKind::ApiKey) => remove_header(config.api_key_header()),
-        None => {}
+        Some(CredentialKind::Mtls) | None => {}
     }
     let identity = decision.identity.as_deref().unwrap_or_default();
     let credential = decision

@@ -5,6 +5,7 @@ use super::source::{CredentialSource, GrantSource, IdentitySource, PolicySource,
 use crate::authorize::{Grant, HostPattern};
 use crate::policy::PathPattern;
 use crate::verify::Issuers;
+use crate::verify::spiffe::SpiffeId;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -15,8 +16,10 @@ pub struct Policy {
     issuers: Issuers,
     groups: Vec<Group>,
     identities: Vec<Identity>,
-    by_subject: BTreeMap<(String, String), usize>,
+    by_subject: BTreeMap<(String, String), (usize, bool)>,
     by_key_id: BTreeMap<String, (usize, [u8; 32])>,
+    by_spiffe: BTreeMap<String, usize>,
+    trust_domains: Vec<String>,
 }
 
 /// A group and the grants its members hold.
@@ -109,6 +112,8 @@ impl Policy {
             identities: Vec::new(),
             by_subject: BTreeMap::new(),
             by_key_id: BTreeMap::new(),
+            by_spiffe: BTreeMap::new(),
+            trust_domains: compile_mtls(source)?,
         };
         policy.add_groups(source)?;
         for (i, identity) in source.identities.iter().enumerate() {
@@ -178,7 +183,11 @@ impl Policy {
 
     fn add_credential(&mut self, index: usize, source: &CredentialSource) -> Result<(), String> {
         match source {
-            CredentialSource::Jwt { issuer, subject } => {
+            CredentialSource::Jwt {
+                issuer,
+                subject,
+                certificate_bound,
+            } => {
                 if !self.issuers.contains(issuer) {
                     return Err(format!("unknown issuer `{issuer}`"));
                 }
@@ -186,10 +195,30 @@ impl Policy {
                     return Err("subject: must not be empty".into());
                 }
                 let key = (issuer.clone(), subject.clone());
-                if self.by_subject.insert(key, index).is_some() {
+                if self
+                    .by_subject
+                    .insert(key, (index, *certificate_bound))
+                    .is_some()
+                {
                     return Err(format!(
                         "issuer `{issuer}` subject `{subject}` already proves another identity"
                     ));
+                }
+            }
+            CredentialSource::Spiffe { id } => {
+                let spiffe = SpiffeId::parse(id).map_err(|e| format!("spiffe id `{id}`: {e}"))?;
+                if !self
+                    .trust_domains
+                    .iter()
+                    .any(|d| d == spiffe.trust_domain())
+                {
+                    return Err(format!(
+                        "spiffe id `{id}`: trust domain `{}` is not listed under `mtls`",
+                        spiffe.trust_domain()
+                    ));
+                }
+                if self.by_spiffe.insert(id.clone(), index).is_some() {
+                    return Err(format!("spiffe id `{id}` already proves another identity"));
                 }
             }
             CredentialSource::ApiKey { key_id, sha256 } => {
@@ -228,12 +257,24 @@ impl Policy {
         &mut self.issuers
     }
 
-    /// The identity a verified token's issuer and subject prove, if any.
-    pub fn identity_by_subject(&self, issuer: &str, subject: &str) -> Option<&Identity> {
-        let index = self
+    /// The identity a verified token's issuer and subject prove, if any,
+    /// and whether its tokens must be bound to the client certificate.
+    pub fn identity_by_subject(&self, issuer: &str, subject: &str) -> Option<(&Identity, bool)> {
+        let (index, bound) = self
             .by_subject
             .get(&(issuer.to_owned(), subject.to_owned()))?;
-        self.identities.get(*index)
+        Some((self.identities.get(*index)?, *bound))
+    }
+
+    /// The identity a client certificate's SPIFFE ID proves, if any.
+    pub fn identity_by_spiffe(&self, id: &str) -> Option<&Identity> {
+        self.identities.get(*self.by_spiffe.get(id)?)
+    }
+
+    /// The SPIFFE trust domains whose client certificates are credentials;
+    /// empty when client certificates prove nothing by themselves.
+    pub fn trust_domains(&self) -> &[String] {
+        &self.trust_domains
     }
 
     /// The identity and stored key hash for an API key id, if any.
@@ -246,6 +287,29 @@ impl Policy {
     pub fn groups_of<'a>(&'a self, identity: &'a Identity) -> impl Iterator<Item = &'a Group> {
         identity.groups.iter().filter_map(|&i| self.groups.get(i))
     }
+}
+
+fn compile_mtls(source: &PolicySource) -> Result<Vec<String>, PolicyError> {
+    let Some(mtls) = &source.mtls else {
+        return Ok(Vec::new());
+    };
+    if mtls.trust_domains.is_empty() {
+        return Err(PolicyError(
+            "mtls: trust_domains: must list at least one".into(),
+        ));
+    }
+    for domain in &mtls.trust_domains {
+        let id = format!("spiffe://{domain}");
+        if SpiffeId::parse(&id)
+            .ok()
+            .is_none_or(|s| s.trust_domain() != domain)
+        {
+            return Err(PolicyError(format!(
+                "mtls: trust domain `{domain}`: must be `[a-z0-9.-_]+`"
+            )));
+        }
+    }
+    Ok(mtls.trust_domains.clone())
 }
 
 fn compile_grant(source: &GrantSource) -> Result<Grant, String> {

@@ -23,6 +23,20 @@ pub struct PolicySource {
     /// Defaults to none.
     #[serde(default)]
     pub identities: Vec<IdentitySource>,
+    /// Client certificates as credentials. Defaults to none: a client
+    /// certificate then proves nothing by itself, though tokens bound to a
+    /// certificate are still checked against it.
+    #[serde(default)]
+    pub mtls: Option<MtlsSource>,
+}
+
+/// Client certificates (mTLS) as credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsSource {
+    /// SPIFFE trust domains whose IDs may prove identities. Required,
+    /// non-empty.
+    pub trust_domains: Vec<String>,
 }
 
 /// A group of identities and the access it grants.
@@ -102,6 +116,16 @@ pub enum CredentialSource {
         issuer: String,
         /// The exact `sub` claim.
         subject: String,
+        /// Whether the token must be bound to the client certificate of the
+        /// connection (RFC 8705 `cnf` `x5t#S256`). Defaults to `false`;
+        /// a token that carries a binding is checked either way.
+        #[serde(default)]
+        certificate_bound: bool,
+    },
+    /// A client certificate whose URI SAN is this SPIFFE ID; needs `mtls`.
+    Spiffe {
+        /// The SPIFFE ID, in a trust domain listed under `mtls`.
+        id: String,
     },
     /// An API key `<key_id>.<secret>`, stored as the SHA-256 of the whole
     /// key in lower-case hex. The key itself never appears in a policy.

@@ -63,6 +63,36 @@ struct Cose {
 }
 
 impl Issuers {
+    /// Verifies a CWT sent as a bearer token: base64url without padding, as
+    /// a compact JWS is, but without its dots.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::TooLarge`] and [`TokenError::Encoding`] before any
+    /// decoding of CBOR, then as [`Issuers::verify_cwt`].
+    pub fn verify_cwt_text(&self, text: &str, now: u64) -> Result<VerifiedToken, TokenError> {
+        if text.len() > MAX_CWT_LEN.div_ceil(3) * 4 {
+            return Err(TokenError::TooLarge("token"));
+        }
+        let bytes = super::base64url::decode(text.as_bytes())
+            .map_err(|_| TokenError::Encoding(super::error::Segment::Payload))?;
+        self.verify_cwt(&bytes, now)
+    }
+
+    /// The policy name of the issuer a base64url CWT claims, read without
+    /// verifying anything: for deciding whether to wait for keys, never for
+    /// trusting the token.
+    pub(crate) fn claimed_cwt_issuer(&self, text: &str) -> Option<&str> {
+        if text.len() > MAX_CWT_LEN.div_ceil(3) * 4 {
+            return None;
+        }
+        let bytes = super::base64url::decode(text.as_bytes()).ok()?;
+        let cose = Cose::parse(&bytes).ok()?;
+        let claims = parse_claims(&cose.payload).ok()?;
+        let issuer = self.by_iss(claims.iss.as_deref()?)?;
+        Some(issuer.name.as_str())
+    }
+
     /// Verifies a CWT (the raw CBOR bytes) at `now` (seconds since the Unix
     /// epoch).
     ///

@@ -1,0 +1,1053 @@
+//! A plugin: a compiled filter configured and running in one VM per
+//! worker, as Envoy runs it, with the streams sent through it.
+//!
+//! [`Plugin::send`] takes a [`Request`] through the whole stream: request
+//! headers, body and trailers, the upstream, the response, and the end of
+//! the stream. When the filter pauses the stream, the harness delivers
+//! what could resume it (callout answers, ticks, queue notifications),
+//! jumping the clock to the next timer, until the filter resumes it,
+//! answers it, or nothing is left that could.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use crate::abi::{Action, LogLevel, Pairs, StreamType};
+use crate::engine::Filter;
+use crate::error::{Error, ErrorKind, Result};
+use crate::exchange::Exchange;
+use crate::host::{CallResponse, CalloutAnswer, PluginInfo, Stream};
+use crate::outcome::{Disposition, Forwarded, LogLine, Outcome};
+use crate::profile::encode_override;
+use crate::request::{Headers, Request};
+use crate::transcript::{Entry, Transcript};
+use crate::vm::Vm;
+use crate::world::World;
+
+/// What happens to requests once the filter's VM has failed. Envoy's
+/// `failure_policy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Answer `503` with details `wasm_fail_stream`. Envoy's default.
+    #[default]
+    FailClosed,
+    /// Let requests through as if the filter were absent.
+    FailOpen,
+}
+
+/// Identifies an open stream: the worker (VM) and the context id there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId {
+    /// The worker's index.
+    pub worker: usize,
+    /// The stream's context id in that worker's VM.
+    pub context: u32,
+}
+
+/// The clock the plugin starts at: 2026-01-01T00:00:00Z.
+pub const DEFAULT_START_NS: u64 = 1_767_225_600 * 1_000_000_000;
+
+/// The most steps one stream may take, and the most events one
+/// [`Plugin::advance`] may deliver: a filter that loops on timers cannot
+/// hang a test.
+const MAX_STEPS: usize = 100_000;
+
+/// How long a paused stream may wait, in the plugin's time, before the
+/// harness calls it stalled: Envoy's default stream idle timeout.
+const STALL_AFTER_NS: u64 = 300 * 1_000_000_000;
+
+/// Configures a plugin before its VMs start.
+#[derive(Debug)]
+pub struct PluginBuilder {
+    filter: Filter,
+    info: PluginInfo,
+    workers: usize,
+    policy: FailurePolicy,
+    record: bool,
+    start_ns: u64,
+}
+
+impl Filter {
+    /// Starts configuring a plugin running this filter.
+    pub fn plugin(&self) -> PluginBuilder {
+        PluginBuilder {
+            filter: self.clone(),
+            info: PluginInfo::default(),
+            workers: 1,
+            policy: FailurePolicy::default(),
+            record: true,
+            start_ns: DEFAULT_START_NS,
+        }
+    }
+}
+
+impl PluginBuilder {
+    /// The plugin configuration. Defaults to empty.
+    pub fn configuration(mut self, configuration: impl Into<Vec<u8>>) -> PluginBuilder {
+        self.info.configuration = configuration.into();
+        self
+    }
+
+    /// The VM configuration. Defaults to empty.
+    pub fn vm_configuration(mut self, configuration: impl Into<Vec<u8>>) -> PluginBuilder {
+        self.info.vm_configuration = configuration.into();
+        self
+    }
+
+    /// `plugin_name`. Defaults to `plugin`.
+    pub fn name(mut self, name: &str) -> PluginBuilder {
+        self.info.name = name.into();
+        self
+    }
+
+    /// `plugin_root_id`. Defaults to empty.
+    pub fn root_id(mut self, root_id: &str) -> PluginBuilder {
+        self.info.root_id = root_id.into();
+        self
+    }
+
+    /// `plugin_vm_id`, which also scopes shared queues. Defaults to empty.
+    pub fn vm_id(mut self, vm_id: &str) -> PluginBuilder {
+        self.info.vm_id = vm_id.into();
+        self
+    }
+
+    /// The number of workers, each with its own VM. Defaults to 1.
+    pub fn workers(mut self, workers: usize) -> PluginBuilder {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// The failure policy. Defaults to failing closed.
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> PluginBuilder {
+        self.policy = policy;
+        self
+    }
+
+    /// The host's log level; lower lines are dropped. Defaults to `info`.
+    pub fn log_level(mut self, level: LogLevel) -> PluginBuilder {
+        self.info.log_level = level;
+        self
+    }
+
+    /// The host behaviour to imitate. Defaults to [`Profile::envoy`].
+    pub fn profile(mut self, profile: crate::profile::Profile) -> PluginBuilder {
+        self.info.profile = profile;
+        self
+    }
+
+    /// An environment variable the VM sees. Defaults to none.
+    pub fn env(mut self, name: &str, value: &str) -> PluginBuilder {
+        self.info.environment.push((name.into(), value.into()));
+        self
+    }
+
+    /// Whether to record transcripts. Defaults to on; benchmarks turn it
+    /// off.
+    pub fn transcript(mut self, record: bool) -> PluginBuilder {
+        self.record = record;
+        self
+    }
+
+    /// The clock's starting point, in nanoseconds since the epoch.
+    /// Defaults to [`DEFAULT_START_NS`].
+    pub fn start_time_ns(mut self, now_ns: u64) -> PluginBuilder {
+        self.start_ns = now_ns;
+        self
+    }
+
+    /// Starts every worker's VM and configures the root contexts.
+    ///
+    /// # Errors
+    ///
+    /// Instantiation fails, the filter traps while starting, or it rejects
+    /// its VM or plugin configuration (Envoy then refuses the plugin).
+    pub fn start(self) -> Result<Plugin> {
+        let world = World::new(self.start_ns);
+        let info = Arc::new(self.info);
+        let mut vms = Vec::with_capacity(self.workers);
+        let mut logs = Vec::new();
+        let mut transcript = Transcript::new(self.record);
+        for worker in 0..self.workers {
+            let mut vm = Vm::start(
+                &self.filter,
+                info.clone(),
+                world.clone(),
+                worker,
+                self.record,
+            )?;
+            logs.append(&mut vm.state_mut().logs);
+            transcript.append(vm.state_mut().transcript.take());
+            vms.push(vm);
+        }
+        Ok(Plugin {
+            info,
+            world,
+            vms,
+            policy: self.policy,
+            next_worker: 0,
+            runs: BTreeMap::new(),
+            logs,
+            transcript,
+        })
+    }
+}
+
+/// Where a stream is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Request,
+    Upstream,
+    Response,
+    Complete,
+}
+
+/// What reaches the filter in one direction, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Event {
+    Headers,
+    Data(Vec<u8>, bool),
+    Trailers(Pairs),
+}
+
+#[derive(Debug)]
+struct Run {
+    request: Request,
+    phase: Phase,
+    events: VecDeque<Event>,
+    /// Iteration stopped: nothing more reaches the filter or goes on until
+    /// the filter resumes this direction.
+    waiting: bool,
+    /// The headers were paused, so Envoy holds the body back and hands it
+    /// over in one piece on resume.
+    held: bool,
+    /// The last body callback paused: later chunks add to the buffer.
+    buffering: bool,
+    /// The body that went on past the filter, per direction.
+    passed: Vec<u8>,
+    forwarded: Option<Forwarded>,
+    disposition: Disposition,
+    reply_sent: bool,
+    logs: Vec<LogLine>,
+    transcript: Transcript,
+    finished: Option<Outcome>,
+}
+
+/// A running plugin.
+pub struct Plugin {
+    info: Arc<PluginInfo>,
+    world: World,
+    vms: Vec<Vm>,
+    policy: FailurePolicy,
+    next_worker: usize,
+    runs: BTreeMap<StreamId, Run>,
+    logs: Vec<LogLine>,
+    transcript: Transcript,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.info.name)
+            .field("workers", &self.vms.len())
+            .field("open_streams", &self.runs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a callback's answer stops iteration; a trap counts as no
+/// answer, and the failure is picked up before the next step.
+fn paused(result: std::result::Result<i32, crate::vm::Trap>) -> bool {
+    result.is_ok_and(|code| Action::from_code(code) == Action::Pause)
+}
+
+/// The request's events: headers, then the codec's body frames, then
+/// trailers if the codec delivers them.
+fn request_events(profile: &crate::profile::Profile, request: &Request) -> VecDeque<Event> {
+    let trailers = profile.http1_trailers && !request.trailers.0.is_empty();
+    let body = request.body.as_deref().map(str::as_bytes);
+    let mut events = VecDeque::from([Event::Headers]);
+    for (chunk, eos) in profile.body_frames(body, trailers) {
+        events.push_back(Event::Data(chunk, eos));
+    }
+    if trailers {
+        events.push_back(Event::Trailers(to_pairs(&request.trailers)));
+    }
+    events
+}
+
+fn to_pairs(headers: &Headers) -> Pairs {
+    headers
+        .0
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.to_ascii_lowercase().into_bytes(),
+                value.as_bytes().to_vec(),
+            )
+        })
+        .collect()
+}
+
+fn to_headers(pairs: &Pairs) -> Headers {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    Headers(
+        pairs
+            .iter()
+            .map(|(name, value)| (text(name), text(value)))
+            .collect(),
+    )
+}
+
+fn without_pseudo(pairs: &Pairs) -> Headers {
+    let kept: Pairs = pairs
+        .iter()
+        .filter(|(name, _)| name.first() != Some(&b':'))
+        .cloned()
+        .collect();
+    to_headers(&kept)
+}
+
+impl Plugin {
+    /// The state the plugin's VMs share: clock, shared data, metrics,
+    /// scripted upstreams.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// Scripts the answer to callouts to `cluster`, immediately.
+    pub fn upstream(&mut self, cluster: &str, answer: CalloutAnswer) -> &mut Plugin {
+        self.world.script(cluster, answer, 0);
+        self
+    }
+
+    /// Scripts the answer to callouts to `cluster`, after `delay_ms`.
+    pub fn upstream_after(
+        &mut self,
+        cluster: &str,
+        answer: CalloutAnswer,
+        delay_ms: u64,
+    ) -> &mut Plugin {
+        self.world.script(cluster, answer, delay_ms);
+        self
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.vms.len()
+    }
+
+    /// Why the worker's VM failed, if it did.
+    pub fn failure(&self, worker: usize) -> Option<&str> {
+        self.vms.get(worker).and_then(|vm| vm.failed.as_deref())
+    }
+
+    /// Log lines emitted outside any stream (while starting, on ticks
+    /// during [`Plugin::advance`]), taken from the plugin.
+    pub fn take_logs(&mut self) -> Vec<LogLine> {
+        self.collect_background();
+        std::mem::take(&mut self.logs)
+    }
+
+    /// The transcript of calls outside any stream, taken from the plugin.
+    pub fn take_transcript(&mut self) -> Transcript {
+        self.collect_background();
+        self.transcript.take()
+    }
+
+    fn collect_background(&mut self) {
+        for vm in &mut self.vms {
+            self.logs.append(&mut vm.state_mut().logs);
+            self.transcript.append(vm.state_mut().transcript.take());
+        }
+    }
+
+    /// Sends a request on the next worker, round-robin, and runs its
+    /// stream to the end.
+    ///
+    /// # Errors
+    ///
+    /// The request is malformed (a bad time or property override).
+    pub fn send(&mut self, request: Request) -> Result<Exchange> {
+        let worker = self.next_worker;
+        self.next_worker = (self.next_worker + 1) % self.vms.len();
+        self.send_on(worker, request)
+    }
+
+    /// Sends a request on the given worker.
+    ///
+    /// # Errors
+    ///
+    /// As [`Plugin::send`], or the worker does not exist.
+    pub fn send_on(&mut self, worker: usize, request: Request) -> Result<Exchange> {
+        let id = self.begin_on(worker, request)?;
+        self.finish(id)
+    }
+
+    /// Opens a stream on the next worker and runs it until it completes or
+    /// must wait, so several streams can be open at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Plugin::send`].
+    pub fn begin(&mut self, request: Request) -> Result<StreamId> {
+        let worker = self.next_worker;
+        self.next_worker = (self.next_worker + 1) % self.vms.len();
+        self.begin_on(worker, request)
+    }
+
+    /// Opens a stream on the given worker.
+    ///
+    /// # Errors
+    ///
+    /// As [`Plugin::send_on`].
+    pub fn begin_on(&mut self, worker: usize, request: Request) -> Result<StreamId> {
+        self.collect_background();
+        if let Some(time) = &request.time {
+            self.world
+                .set_now_ns(time.unix_nanos().map_err(Error::invalid)?);
+        }
+        let mut overrides = BTreeMap::new();
+        for (path, value) in &request.properties {
+            overrides.insert(
+                path.clone(),
+                encode_override(path, value).map_err(Error::invalid)?,
+            );
+        }
+        let vm = self
+            .vms
+            .get_mut(worker)
+            .ok_or_else(|| Error::invalid(format!("no worker `{worker}`")))?;
+        let context = vm.next_context();
+        let id = StreamId { worker, context };
+        let profile = &self.info.profile;
+        let stream = Stream {
+            request_headers: profile.request_headers(&request, context),
+            connection: request.connection.clone(),
+            start_ns: self.world.now_ns(),
+            overrides,
+            upstream: request.upstream.clone(),
+            chunked: request
+                .headers
+                .get("transfer-encoding")
+                .is_some_and(|te| te.contains("chunked")),
+            ..Stream::default()
+        };
+        let record = vm.state().transcript.is_enabled();
+        let events = request_events(profile, &request);
+        let mut run = Run {
+            request,
+            phase: Phase::Request,
+            events,
+            waiting: false,
+            held: false,
+            buffering: false,
+            passed: Vec::new(),
+            forwarded: None,
+            disposition: Disposition::Forwarded,
+            reply_sent: false,
+            logs: Vec::new(),
+            transcript: Transcript::new(record),
+            finished: None,
+        };
+        if vm.failed.is_none() {
+            vm.state_mut().streams.insert(context, stream);
+            let _ = vm.context_create(context);
+        } else {
+            vm.state_mut().streams.insert(context, stream);
+        }
+        run.finished = self.drive(id, &mut run, false);
+        self.runs.insert(id, run);
+        Ok(id)
+    }
+
+    /// Runs an open stream to its end, delivering callout answers, ticks
+    /// and queue notifications while it waits.
+    ///
+    /// # Errors
+    ///
+    /// No stream `id` is open.
+    pub fn finish(&mut self, id: StreamId) -> Result<Exchange> {
+        let mut run = self
+            .runs
+            .remove(&id)
+            .ok_or(ErrorKind::UnknownStream(id.context))?;
+        let outcome = match run.finished.take() {
+            Some(outcome) => outcome,
+            None => self
+                .drive(id, &mut run, true)
+                .unwrap_or_else(|| self.stalled(id, &mut run)),
+        };
+        Ok(Exchange {
+            outcome,
+            transcript: run.transcript,
+        })
+    }
+
+    /// Moves the clock forward by `millis`, firing ticks, answering
+    /// callouts and delivering queue notifications that fall due on the
+    /// way, in time order.
+    pub fn advance(&mut self, millis: u64) {
+        let target = self
+            .world
+            .now_ns()
+            .saturating_add(millis.saturating_mul(1_000_000));
+        for _ in 0..MAX_STEPS {
+            if !self.pump(target) {
+                break;
+            }
+        }
+        self.world.set_now_ns(target.max(self.world.now_ns()));
+        self.collect_background();
+    }
+
+    fn collect(&mut self, run: &mut Run) {
+        for vm in &mut self.vms {
+            run.logs.append(&mut vm.state_mut().logs);
+            run.transcript.append(vm.state_mut().transcript.take());
+        }
+    }
+
+    fn vm(&mut self, id: StreamId) -> &mut Vm {
+        // INVARIANT: ids are only made by `begin_on` for existing workers,
+        // and workers are never removed.
+        let index = id.worker.min(self.vms.len().saturating_sub(1));
+        let Some(vm) = self.vms.get_mut(index) else {
+            unreachable!("a plugin always has at least one worker")
+        };
+        vm
+    }
+
+    fn stream(&mut self, id: StreamId) -> Option<&mut Stream> {
+        self.vm(id).state_mut().streams.get_mut(&id.context)
+    }
+
+    /// Drives a stream; `None` if it must wait and `pump` is off, or if it
+    /// stalled.
+    fn drive(&mut self, id: StreamId, run: &mut Run, pump: bool) -> Option<Outcome> {
+        let waiting_since = self.world.now_ns();
+        for _ in 0..MAX_STEPS {
+            self.collect(run);
+            if self.vm(id).failed.is_some() {
+                return Some(self.fail(id, run));
+            }
+            if let Some(outcome) = self.apply_stream_requests(id, run) {
+                return Some(outcome);
+            }
+            let direction = match run.phase {
+                Phase::Request => StreamType::Request,
+                Phase::Response => StreamType::Response,
+                Phase::Upstream => {
+                    self.forward(id, run);
+                    continue;
+                }
+                Phase::Complete => return Some(self.complete(id, run)),
+            };
+            if run.waiting {
+                if self.take_resume(id, direction) {
+                    self.release(id, run, direction);
+                    continue;
+                }
+                let horizon = waiting_since.saturating_add(STALL_AFTER_NS);
+                if !pump || !self.pump(horizon) {
+                    return None;
+                }
+                continue;
+            }
+            match run.events.pop_front() {
+                Some(event) => self.deliver(id, run, direction, event),
+                None if direction == StreamType::Request => run.phase = Phase::Upstream,
+                None => run.phase = Phase::Complete,
+            }
+        }
+        None
+    }
+
+    /// Whether the filter resumed `direction`; clears the request.
+    fn take_resume(&mut self, id: StreamId, direction: StreamType) -> bool {
+        let Some(stream) = self.stream(id) else {
+            return false;
+        };
+        let resumed = stream.resume == Some(direction);
+        stream.resume = None;
+        resumed
+    }
+
+    /// The filter resumed: buffered body goes on, and a body held back
+    /// behind paused headers arrives in one piece.
+    fn release(&mut self, id: StreamId, run: &mut Run, direction: StreamType) {
+        run.waiting = false;
+        if run.buffering {
+            let buffer = self
+                .body_mut(id, direction)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            run.passed.extend(buffer);
+            run.buffering = false;
+        }
+        if run.held {
+            run.held = false;
+            let mut data = Vec::new();
+            let mut end = None;
+            while let Some(Event::Data(chunk, eos)) = run.events.front() {
+                data.extend_from_slice(chunk);
+                end = Some(*eos);
+                run.events.pop_front();
+            }
+            if let Some(eos) = end {
+                run.events.push_front(Event::Data(data, eos));
+            }
+        }
+    }
+
+    fn body_mut(&mut self, id: StreamId, direction: StreamType) -> Option<&mut Vec<u8>> {
+        let stream = self.stream(id)?;
+        Some(match direction {
+            StreamType::Response => &mut stream.response_body,
+            _ => &mut stream.request_body,
+        })
+    }
+
+    /// Hands one event to the filter and applies its answer.
+    fn deliver(&mut self, id: StreamId, run: &mut Run, direction: StreamType, event: Event) {
+        let ctx = id.context;
+        let last = run.events.is_empty();
+        let request = direction == StreamType::Request;
+        if let Some(stream) = self.stream(id) {
+            stream.resume = None;
+        }
+        match event {
+            Event::Headers => {
+                let count = self.stream(id).map_or(0, |s| {
+                    if request {
+                        s.request_headers.len()
+                    } else {
+                        s.response_headers.as_ref().map_or(0, Vec::len)
+                    }
+                });
+                let vm = self.vm(id);
+                let result = if request {
+                    vm.request_headers(ctx, count, last)
+                } else {
+                    vm.response_headers(ctx, count, last)
+                };
+                if paused(result) {
+                    run.waiting = true;
+                    run.held = true;
+                }
+            }
+            Event::Data(chunk, eos) => {
+                let buffering = run.buffering;
+                let size = match self.body_mut(id, direction) {
+                    Some(buffer) => {
+                        if !buffering {
+                            buffer.clear();
+                        }
+                        buffer.extend_from_slice(&chunk);
+                        buffer.len()
+                    }
+                    None => 0,
+                };
+                let vm = self.vm(id);
+                let result = if request {
+                    vm.request_body(ctx, size, eos)
+                } else {
+                    vm.response_body(ctx, size, eos)
+                };
+                if paused(result) {
+                    run.buffering = true;
+                    run.waiting = eos;
+                } else {
+                    let buffer = self
+                        .body_mut(id, direction)
+                        .map(std::mem::take)
+                        .unwrap_or_default();
+                    run.passed.extend(buffer);
+                    run.buffering = false;
+                }
+            }
+            Event::Trailers(pairs) => {
+                let count = pairs.len();
+                if let Some(stream) = self.stream(id) {
+                    if request {
+                        stream.request_trailers = Some(pairs);
+                    } else {
+                        stream.response_trailers = Some(pairs);
+                    }
+                }
+                let vm = self.vm(id);
+                let result = if request {
+                    vm.request_trailers(ctx, count)
+                } else {
+                    vm.response_trailers(ctx, count)
+                };
+                if paused(result) {
+                    run.waiting = true;
+                } else if run.buffering {
+                    let buffer = self
+                        .body_mut(id, direction)
+                        .map(std::mem::take)
+                        .unwrap_or_default();
+                    run.passed.extend(buffer);
+                    run.buffering = false;
+                }
+            }
+        }
+    }
+
+    /// Acts on what the filter asked of the stream: a local response or a
+    /// reset.
+    fn apply_stream_requests(&mut self, id: StreamId, run: &mut Run) -> Option<Outcome> {
+        let profile = self.info.profile.clone();
+        let stream = self.stream(id)?;
+        if stream.close {
+            stream.close = false;
+            return Some(self.reset(id, run));
+        }
+        let reply = stream.local_reply.take()?;
+        if run.reply_sent {
+            return None;
+        }
+        run.reply_sent = true;
+        run.disposition = Disposition::LocalReply;
+        stream.response_headers =
+            Some(profile.local_reply_headers(reply.status, &reply.body, &reply.headers));
+        stream.response_body.clear();
+        stream.response_trailers = None;
+        stream.response_details = Some(reply.details);
+        stream.resume = None;
+        run.waiting = false;
+        run.held = false;
+        run.buffering = false;
+        run.passed.clear();
+        if run.phase == Phase::Response {
+            // The response is already on its way through the filter: Envoy
+            // replaces it without running the filter again.
+            run.passed = reply.body;
+            run.events.clear();
+            run.phase = Phase::Complete;
+        } else {
+            run.events = VecDeque::from([Event::Headers]);
+            if !reply.body.is_empty() {
+                run.events.push_back(Event::Data(reply.body, true));
+            }
+            run.phase = Phase::Response;
+        }
+        None
+    }
+
+    /// The request reaches the upstream, which answers with the scripted
+    /// response.
+    fn forward(&mut self, id: StreamId, run: &mut Run) {
+        let profile = self.info.profile.clone();
+        let body = std::mem::take(&mut run.passed);
+        run.phase = Phase::Response;
+        run.buffering = false;
+        run.held = false;
+        let Some(stream) = self.stream(id) else {
+            return;
+        };
+        let forwarded = Forwarded {
+            headers: to_headers(
+                &profile.upstream_request_headers(&stream.request_headers, stream.chunked),
+            ),
+            body: String::from_utf8_lossy(&body).into_owned(),
+            trailers: stream
+                .request_trailers
+                .as_ref()
+                .map(to_headers)
+                .unwrap_or_default(),
+        };
+        let upstream = stream.upstream.clone();
+        stream.response_headers = Some(profile.upstream_response_headers(
+            upstream.status,
+            &upstream.headers.0,
+            upstream.body.as_deref(),
+        ));
+        stream.response_body.clear();
+        stream.response_trailers = None;
+        stream.response_details = Some("via_upstream".into());
+        let trailers = (!upstream.trailers.0.is_empty()).then(|| to_pairs(&upstream.trailers));
+        let frames = profile.body_frames(
+            upstream.body.as_deref().map(str::as_bytes),
+            trailers.is_some(),
+        );
+        run.events = VecDeque::from([Event::Headers]);
+        run.events.extend(
+            frames
+                .into_iter()
+                .map(|(chunk, eos)| Event::Data(chunk, eos)),
+        );
+        if let Some(trailers) = trailers {
+            run.events.push_back(Event::Trailers(trailers));
+        }
+        if run.transcript.is_enabled() {
+            run.transcript.push(Entry::Note(format!(
+                "upstream receives {} {}",
+                run.request.method,
+                forwarded.headers.get(":path").unwrap_or_default()
+            )));
+        }
+        run.forwarded = Some(forwarded);
+    }
+
+    fn complete(&mut self, id: StreamId, run: &mut Run) -> Outcome {
+        let _ = self.vm(id).finish_context(id.context);
+        self.collect(run);
+        let stream = self
+            .vm(id)
+            .state_mut()
+            .streams
+            .remove(&id.context)
+            .unwrap_or_default();
+        self.outcome(run, &stream)
+    }
+
+    fn outcome(&self, run: &mut Run, stream: &Stream) -> Outcome {
+        let headers = stream.response_headers.clone().unwrap_or_default();
+        let status = headers
+            .iter()
+            .find(|(name, _)| name == b":status")
+            .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse().ok());
+        let mut client_headers = without_pseudo(&headers);
+        if stream.response_headers.is_some()
+            && client_headers.get("content-length").is_none()
+            && run.passed.is_empty()
+        {
+            client_headers.0.push(("content-length".into(), "0".into()));
+        }
+        Outcome {
+            disposition: run.disposition,
+            status,
+            details: stream.response_details.clone().unwrap_or_default(),
+            headers: client_headers,
+            body: String::from_utf8_lossy(&run.passed).into_owned(),
+            trailers: stream
+                .response_trailers
+                .as_ref()
+                .map(to_headers)
+                .unwrap_or_default(),
+            upstream: run.forwarded.take(),
+            logs: std::mem::take(&mut run.logs),
+        }
+    }
+
+    /// The filter reset the stream: the client gets no response.
+    fn reset(&mut self, id: StreamId, run: &mut Run) -> Outcome {
+        let _ = self.vm(id).finish_context(id.context);
+        self.collect(run);
+        let mut stream = self
+            .vm(id)
+            .state_mut()
+            .streams
+            .remove(&id.context)
+            .unwrap_or_default();
+        stream.response_headers = None;
+        stream.response_details = Some("filter_reset".into());
+        run.passed.clear();
+        run.disposition = Disposition::Reset;
+        self.outcome(run, &stream)
+    }
+
+    fn stalled(&mut self, id: StreamId, run: &mut Run) -> Outcome {
+        self.collect(run);
+        if run.transcript.is_enabled() {
+            run.transcript.push(Entry::Note(
+                "stream stalled: paused, and nothing left can resume it".into(),
+            ));
+        }
+        let _ = self.vm(id).finish_context(id.context);
+        self.collect(run);
+        let mut stream = self
+            .vm(id)
+            .state_mut()
+            .streams
+            .remove(&id.context)
+            .unwrap_or_default();
+        stream.response_headers = None;
+        stream.response_details = None;
+        run.passed.clear();
+        run.disposition = Disposition::Stalled;
+        self.outcome(run, &stream)
+    }
+
+    /// The stream's VM failed: the failure policy answers.
+    fn fail(&mut self, id: StreamId, run: &mut Run) -> Outcome {
+        self.collect(run);
+        let profile = self.info.profile.clone();
+        if self.policy == FailurePolicy::FailOpen {
+            return self.fail_open(id, run);
+        }
+        let mut stream = self
+            .vm(id)
+            .state_mut()
+            .streams
+            .remove(&id.context)
+            .unwrap_or_default();
+        let (status, details) = profile.failure_reply();
+        stream.response_headers = Some(profile.local_reply_headers(status, b"", &Vec::new()));
+        stream.response_trailers = None;
+        stream.response_details = Some(details.into());
+        run.passed.clear();
+        run.disposition = Disposition::VmFailed;
+        self.outcome(run, &stream)
+    }
+
+    /// Failing open: the rest of the stream passes as if the filter were
+    /// absent.
+    fn fail_open(&mut self, id: StreamId, run: &mut Run) -> Outcome {
+        if run.phase == Phase::Request {
+            for event in std::mem::take(&mut run.events) {
+                if let Event::Data(chunk, _) = event {
+                    run.passed.extend(chunk);
+                }
+            }
+            if run.buffering {
+                let buffer = self
+                    .body_mut(id, StreamType::Request)
+                    .map(std::mem::take)
+                    .unwrap_or_default();
+                run.passed.extend(buffer);
+            }
+            self.forward(id, run);
+        }
+        if run.buffering {
+            let buffer = self
+                .body_mut(id, StreamType::Response)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            run.passed.extend(buffer);
+        }
+        for event in std::mem::take(&mut run.events) {
+            match event {
+                Event::Data(chunk, _) => run.passed.extend(chunk),
+                Event::Trailers(pairs) => {
+                    if let Some(stream) = self.stream(id) {
+                        stream.response_trailers = Some(pairs);
+                    }
+                }
+                Event::Headers => {}
+            }
+        }
+        let stream = self
+            .vm(id)
+            .state_mut()
+            .streams
+            .remove(&id.context)
+            .unwrap_or_default();
+        self.outcome(run, &stream)
+    }
+
+    /// Delivers the next event due at or before `horizon`: a queue
+    /// notification, else the earliest callout answer or tick, moving the
+    /// clock to it. Returns whether anything was delivered.
+    fn pump(&mut self, horizon: u64) -> bool {
+        let ready = self.world.lock().queue_ready.pop_front();
+        if let Some(ready) = ready {
+            if let Some(vm) = self.vms.get_mut(ready.worker)
+                && ready.root_context == vm.root()
+            {
+                let _ = vm.queue_ready(ready.token);
+            }
+            return true;
+        }
+        let mut next: Option<(u64, usize, Option<u32>)> = None;
+        for (worker, vm) in self.vms.iter().enumerate() {
+            if vm.failed.is_some() {
+                continue;
+            }
+            let state = vm.state();
+            for callout in state.callouts.values() {
+                if next.is_none_or(|(due, ..)| callout.due_ns < due) {
+                    next = Some((callout.due_ns, worker, Some(callout.token)));
+                }
+            }
+            if let Some(due) = state.next_tick_ns
+                && next.is_none_or(|(best, ..)| due < best)
+            {
+                next = Some((due, worker, None));
+            }
+        }
+        let Some((due, worker, token)) = next else {
+            return false;
+        };
+        if due > horizon {
+            return false;
+        }
+        if due > self.world.now_ns() {
+            self.world.set_now_ns(due);
+        }
+        let Some(vm) = self.vms.get_mut(worker) else {
+            return false;
+        };
+        match token {
+            Some(token) => deliver_callout(vm, token),
+            None => {
+                let state = vm.state_mut();
+                let period = u64::from(state.tick_period_ms) * 1_000_000;
+                state.next_tick_ns = (period > 0).then(|| due.saturating_add(period));
+                let _ = vm.tick();
+            }
+        }
+        true
+    }
+}
+
+/// Answers a callout the way Envoy's async client does: a response, or
+/// for a timeout or connection failure the router's own `504` or `503`.
+fn deliver_callout(vm: &mut Vm, token: u32) {
+    let Some(callout) = vm.state_mut().callouts.remove(&token) else {
+        return;
+    };
+    let text = |status: u16, body: &str| CallResponse {
+        headers: Some(vec![
+            (b":status".to_vec(), status.to_string().into_bytes()),
+            (
+                b"content-length".to_vec(),
+                body.len().to_string().into_bytes(),
+            ),
+            (b"content-type".to_vec(), b"text/plain".to_vec()),
+        ]),
+        body: body.as_bytes().to_vec(),
+        trailers: None,
+    };
+    let response = match callout.answer {
+        CalloutAnswer::Respond {
+            status,
+            headers,
+            body,
+            trailers,
+        } => {
+            let mut pairs: Pairs = vec![(b":status".to_vec(), status.to_string().into_bytes())];
+            pairs.extend(to_pairs(&Headers(headers)));
+            if !pairs.iter().any(|(name, _)| name == b"content-length") {
+                pairs.push((
+                    b"content-length".to_vec(),
+                    body.len().to_string().into_bytes(),
+                ));
+            }
+            let trailers = (!trailers.is_empty()).then(|| to_pairs(&Headers(trailers)));
+            CallResponse {
+                headers: Some(pairs),
+                body,
+                trailers,
+            }
+        }
+        CalloutAnswer::Timeout => text(504, "upstream request timeout"),
+        CalloutAnswer::Fail => text(
+            503,
+            "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
+        ),
+    };
+    let counts = (
+        response.headers.as_ref().map_or(0, Vec::len),
+        response.body.len(),
+        response.trailers.as_ref().map_or(0, Vec::len),
+    );
+    if vm.state().transcript.is_enabled() {
+        let note = format!("callout {token} to `{}` answered", callout.cluster);
+        vm.state_mut().transcript.push(Entry::Note(note));
+    }
+    vm.state_mut().call_response = Some(response);
+    let _ = vm.http_call_response(token, counts.0, counts.1, counts.2);
+    vm.state_mut().call_response = None;
+}

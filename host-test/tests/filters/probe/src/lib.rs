@@ -1,0 +1,475 @@
+//! The probe filter: runs the operations its configuration lists for each
+//! callback and logs every result at `info`, so that two hosts can be
+//! compared line by line.
+//!
+//! Configuration, as JSON: an object from callback name (`vm_start`,
+//! `configure`, `request_headers`, `request_body`, `request_trailers`,
+//! `response_headers`, `response_body`, `response_trailers`, `log`, `done`,
+//! `tick`, `queue_ready`, `callout`) to a list of operations; see [`Op`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use serde::Deserialize;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+type Script = HashMap<String, Vec<Op>>;
+
+/// One operation. Every operation that asks the host something logs the
+/// answer as `<callback>: <op> ... = <answer>`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum Op {
+    Log { level: String, msg: String },
+    Headers { map: String },
+    GetHeader { map: String, name: String },
+    AddHeader { map: String, name: String, value: String },
+    SetHeader { map: String, name: String, value: String },
+    RemoveHeader { map: String, name: String },
+    SetHeaders { map: String, pairs: Vec<(String, String)> },
+    Property { path: Vec<String>, #[serde(rename = "as")] kind: String },
+    SetProperty { path: Vec<String>, value: String },
+    Body { buffer: String },
+    SetBody { buffer: String, start: usize, size: usize, value: String },
+    Reply { status: u32, body: String, #[serde(default)] headers: Vec<(String, String)>, #[serde(default)] details: String },
+    Callout { cluster: String, headers: Vec<(String, String)>, #[serde(default)] body: String, timeout_ms: u64 },
+    CalloutResponse,
+    Pause,
+    Resume { which: String },
+    SharedSet { key: String, value: String, #[serde(default)] cas: Option<u32> },
+    SharedGet { key: String },
+    QueueRegister { name: String },
+    QueueEnqueue { vm_id: String, name: String, value: String },
+    QueueDequeue { name: String },
+    MetricDefine { kind: String, name: String },
+    MetricIncrement { name: String, by: i64 },
+    MetricRecord { name: String, value: u64 },
+    MetricGet { name: String },
+    TickPeriod { ms: u64 },
+    Time,
+    Print { stream: String, msg: String },
+    Panic { msg: String },
+}
+
+thread_local! {
+    static METRICS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+    static QUEUES: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+fn info(callback: &str, text: String) {
+    let _ = hostcalls::log(LogLevel::Info, &format!("{callback}: {text}"));
+}
+
+fn map_type(name: &str) -> MapType {
+    match name {
+        "request_trailers" => MapType::HttpRequestTrailers,
+        "response_headers" => MapType::HttpResponseHeaders,
+        "response_trailers" => MapType::HttpResponseTrailers,
+        "callout_headers" => MapType::HttpCallResponseHeaders,
+        "callout_trailers" => MapType::HttpCallResponseTrailers,
+        _ => MapType::HttpRequestHeaders,
+    }
+}
+
+fn buffer_type(name: &str) -> BufferType {
+    match name {
+        "response" => BufferType::HttpResponseBody,
+        "callout" => BufferType::HttpCallResponseBody,
+        "plugin_configuration" => BufferType::PluginConfiguration,
+        "vm_configuration" => BufferType::VmConfiguration,
+        _ => BufferType::HttpRequestBody,
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn decode(kind: &str, bytes: &[u8]) -> String {
+    match kind {
+        "int" => match <[u8; 8]>::try_from(bytes) {
+            Ok(raw) => i64::from_le_bytes(raw).to_string(),
+            Err(_) => format!("<{} bytes>", bytes.len()),
+        },
+        "bool" => match bytes {
+            [0] => "false".into(),
+            [1] => "true".into(),
+            _ => format!("<{} bytes>", bytes.len()),
+        },
+        "map" => pairs(bytes),
+        "len" => format!("<{} bytes>", bytes.len()),
+        _ => text(bytes),
+    }
+}
+
+fn pairs(bytes: &[u8]) -> String {
+    let mut out = Vec::new();
+    let count = bytes.get(0..4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let mut at = 4 + count * 8;
+    for index in 0..count {
+        let size = |offset: usize| {
+            bytes.get(offset..offset + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        };
+        let (k, v) = (size(4 + index * 8), size(8 + index * 8));
+        let key = bytes.get(at..at + k).map(text).unwrap_or_default();
+        at += k + 1;
+        let value = bytes.get(at..at + v).map(text).unwrap_or_default();
+        at += v + 1;
+        out.push(format!("{key}={value}"));
+    }
+    out.join(", ")
+}
+
+fn metric_kind(kind: &str) -> MetricType {
+    match kind {
+        "gauge" => MetricType::Gauge,
+        "histogram" => MetricType::Histogram,
+        _ => MetricType::Counter,
+    }
+}
+
+mod raw {
+    #[link(wasm_import_module = "env")]
+    unsafe extern "C" {
+        pub fn proxy_send_local_response(
+            status_code: u32,
+            details_data: *const u8,
+            details_size: usize,
+            body_data: *const u8,
+            body_size: usize,
+            headers_data: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
+    }
+}
+
+fn encode_pairs(pairs: &[(String, String)]) -> Vec<u8> {
+    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+    for (k, v) in pairs {
+        out.extend((k.len() as u32).to_le_bytes());
+        out.extend((v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend(k.as_bytes());
+        out.push(0);
+        out.extend(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// Runs a callback's operations; returns whether one asked to pause.
+fn run(script: &Script, callback: &str) -> bool {
+    let mut pause = false;
+    for op in script.get(callback).into_iter().flatten() {
+        pause |= apply(callback, op);
+    }
+    pause
+}
+
+fn apply(cb: &str, op: &Op) -> bool {
+    match op {
+        Op::Log { level, msg } => {
+            let level = match level.as_str() {
+                "trace" => LogLevel::Trace,
+                "debug" => LogLevel::Debug,
+                "warn" => LogLevel::Warn,
+                "error" => LogLevel::Error,
+                "critical" => LogLevel::Critical,
+                _ => LogLevel::Info,
+            };
+            let _ = hostcalls::log(level, msg);
+        }
+        Op::Headers { map } => {
+            let result = hostcalls::get_map(map_type(map));
+            let shown = match result {
+                Ok(pairs) => {
+                    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+                }
+                Err(status) => format!("{status:?}"),
+            };
+            info(cb, format!("headers {map} = {shown}"));
+        }
+        Op::GetHeader { map, name } => {
+            let result = hostcalls::get_map_value(map_type(map), name);
+            info(cb, format!("get_header {map} {name} = {result:?}"));
+        }
+        Op::AddHeader { map, name, value } => {
+            let result = hostcalls::add_map_value(map_type(map), name, value);
+            info(cb, format!("add_header {map} {name} = {result:?}"));
+        }
+        Op::SetHeader { map, name, value } => {
+            let result = hostcalls::set_map_value(map_type(map), name, Some(value));
+            info(cb, format!("set_header {map} {name} = {result:?}"));
+        }
+        Op::RemoveHeader { map, name } => {
+            let result = hostcalls::set_map_value(map_type(map), name, None);
+            info(cb, format!("remove_header {map} {name} = {result:?}"));
+        }
+        Op::SetHeaders { map, pairs } => {
+            let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let result = hostcalls::set_map(map_type(map), borrowed);
+            info(cb, format!("set_headers {map} = {result:?}"));
+        }
+        Op::Property { path, kind } => {
+            let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+            let shown = match hostcalls::get_property(parts) {
+                Ok(Some(bytes)) => decode(kind, &bytes),
+                Ok(None) => "None".into(),
+                Err(status) => format!("{status:?}"),
+            };
+            info(cb, format!("property {} = {shown}", path.join(".")));
+        }
+        Op::SetProperty { path, value } => {
+            let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+            let result = hostcalls::set_property(parts, Some(value.as_bytes()));
+            info(cb, format!("set_property {} = {result:?}", path.join(".")));
+        }
+        Op::Body { buffer } => {
+            let shown = match hostcalls::get_buffer(buffer_type(buffer), 0, usize::MAX >> 1) {
+                Ok(Some(bytes)) => text(&bytes),
+                Ok(None) => "None".into(),
+                Err(status) => format!("{status:?}"),
+            };
+            info(cb, format!("body {buffer} = {shown}"));
+        }
+        Op::SetBody { buffer, start, size, value } => {
+            let result = hostcalls::set_buffer(buffer_type(buffer), *start, *size, value.as_bytes());
+            info(cb, format!("set_body {buffer} = {result:?}"));
+        }
+        Op::Reply { status, body, headers, details } => {
+            let encoded = encode_pairs(headers);
+            // SAFETY: every pointer and size describes a live local buffer.
+            let result = unsafe {
+                raw::proxy_send_local_response(
+                    *status,
+                    details.as_ptr(),
+                    details.len(),
+                    body.as_ptr(),
+                    body.len(),
+                    encoded.as_ptr(),
+                    encoded.len(),
+                    -1,
+                )
+            };
+            info(cb, format!("reply {status} = {result}"));
+            return true;
+        }
+        Op::Callout { cluster, headers, body, timeout_ms } => {
+            let borrowed: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let body = (!body.is_empty()).then_some(body.as_bytes());
+            let result =
+                hostcalls::dispatch_http_call(cluster, borrowed, body, vec![], Duration::from_millis(*timeout_ms));
+            info(cb, format!("callout {cluster} = {}", if result.is_ok() { "Ok".to_string() } else { format!("{result:?}") }));
+        }
+        Op::CalloutResponse => {
+            let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status");
+            let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, usize::MAX >> 1);
+            let body = match body {
+                Ok(Some(bytes)) => text(&bytes),
+                other => format!("{other:?}"),
+            };
+            info(cb, format!("callout_response status = {status:?} body = {body}"));
+        }
+        Op::Pause => return true,
+        Op::Resume { which } => {
+            let result = if which == "response" {
+                hostcalls::resume_http_response()
+            } else {
+                hostcalls::resume_http_request()
+            };
+            info(cb, format!("resume {which} = {result:?}"));
+        }
+        Op::SharedSet { key, value, cas } => {
+            let result = hostcalls::set_shared_data(key, Some(value.as_bytes()), *cas);
+            info(cb, format!("shared_set {key} = {result:?}"));
+        }
+        Op::SharedGet { key } => {
+            let shown = match hostcalls::get_shared_data(key) {
+                Ok((Some(value), cas)) => format!("{} cas={}", text(&value), cas.is_some()),
+                Ok((None, _)) => "None".into(),
+                Err(status) => format!("{status:?}"),
+            };
+            info(cb, format!("shared_get {key} = {shown}"));
+        }
+        Op::QueueRegister { name } => {
+            let result = hostcalls::register_shared_queue(name);
+            if let Ok(id) = result {
+                QUEUES.with(|queues| queues.borrow_mut().insert(name.clone(), id));
+            }
+            info(cb, format!("queue_register {name} = {}", result.is_ok()));
+        }
+        Op::QueueEnqueue { vm_id, name, value } => {
+            let shown = match hostcalls::resolve_shared_queue(vm_id, name) {
+                Ok(Some(id)) => format!("{:?}", hostcalls::enqueue_shared_queue(id, Some(value.as_bytes()))),
+                other => format!("resolve {other:?}"),
+            };
+            info(cb, format!("queue_enqueue {name} = {shown}"));
+        }
+        Op::QueueDequeue { name } => {
+            let id = QUEUES.with(|queues| queues.borrow().get(name).copied()).unwrap_or(0);
+            let shown = match hostcalls::dequeue_shared_queue(id) {
+                Ok(Some(bytes)) => text(&bytes),
+                Ok(None) => "None".into(),
+                Err(status) => format!("{status:?}"),
+            };
+            info(cb, format!("queue_dequeue {name} = {shown}"));
+        }
+        Op::MetricDefine { kind, name } => {
+            let result = hostcalls::define_metric(metric_kind(kind), name);
+            if let Ok(id) = result {
+                METRICS.with(|metrics| metrics.borrow_mut().insert(name.clone(), id));
+            }
+            info(cb, format!("metric_define {name} = {}", result.is_ok()));
+        }
+        Op::MetricIncrement { name, by } => {
+            let id = METRICS.with(|metrics| metrics.borrow().get(name).copied()).unwrap_or(u32::MAX);
+            let result = hostcalls::increment_metric(id, *by);
+            info(cb, format!("metric_increment {name} = {result:?}"));
+        }
+        Op::MetricRecord { name, value } => {
+            let id = METRICS.with(|metrics| metrics.borrow().get(name).copied()).unwrap_or(u32::MAX);
+            let result = hostcalls::record_metric(id, *value);
+            info(cb, format!("metric_record {name} = {result:?}"));
+        }
+        Op::MetricGet { name } => {
+            let id = METRICS.with(|metrics| metrics.borrow().get(name).copied()).unwrap_or(u32::MAX);
+            let result = hostcalls::get_metric(id);
+            info(cb, format!("metric_get {name} = {result:?}"));
+        }
+        Op::TickPeriod { ms } => {
+            let result = hostcalls::set_tick_period(Duration::from_millis(*ms));
+            info(cb, format!("tick_period {ms} = {result:?}"));
+        }
+        Op::Time => {
+            let shown = match hostcalls::get_current_time() {
+                Ok(time) => time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() > 1_600_000_000).unwrap_or(false).to_string(),
+                Err(status) => format!("{status:?}"),
+            };
+            info(cb, format!("time plausible = {shown}"));
+        }
+        Op::Print { stream, msg } => {
+            if stream == "stderr" {
+                eprintln!("{msg}");
+            } else {
+                println!("{msg}");
+            }
+        }
+        Op::Panic { msg } => panic!("{msg}"),
+    }
+    false
+}
+
+#[derive(Default)]
+struct Root {
+    script: Rc<Script>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _size: usize) -> bool {
+        true
+    }
+
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX >> 1);
+        let bytes = match config {
+            Ok(Some(bytes)) => bytes,
+            _ => b"{}".to_vec(),
+        };
+        match serde_json::from_slice::<Script>(&bytes) {
+            Ok(script) => {
+                self.script = Rc::new(script);
+                run(&self.script, "configure");
+                true
+            }
+            Err(error) => {
+                let _ = hostcalls::log(LogLevel::Error, &format!("bad probe configuration: {error}"));
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        run(&self.script, "tick");
+    }
+
+    fn on_queue_ready(&mut self, _queue_id: u32) {
+        run(&self.script, "queue_ready");
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream { script: self.script.clone() }))
+    }
+}
+
+struct Stream {
+    script: Rc<Script>,
+}
+
+impl Context for Stream {
+    fn on_http_call_response(&mut self, _token: u32, _headers: usize, _body: usize, _trailers: usize) {
+        run(&self.script, "callout");
+    }
+
+    fn on_done(&mut self) -> bool {
+        run(&self.script, "done");
+        true
+    }
+}
+
+fn action(pause: bool) -> Action {
+    if pause { Action::Pause } else { Action::Continue }
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _count: usize, end: bool) -> Action {
+        info("request_headers", format!("end_of_stream = {end}"));
+        action(run(&self.script, "request_headers"))
+    }
+
+    fn on_http_request_body(&mut self, size: usize, end: bool) -> Action {
+        info("request_body", format!("size = {size} end_of_stream = {end}"));
+        action(run(&self.script, "request_body"))
+    }
+
+    fn on_http_request_trailers(&mut self, count: usize) -> Action {
+        info("request_trailers", format!("count = {count}"));
+        action(run(&self.script, "request_trailers"))
+    }
+
+    fn on_http_response_headers(&mut self, _count: usize, end: bool) -> Action {
+        info("response_headers", format!("end_of_stream = {end}"));
+        action(run(&self.script, "response_headers"))
+    }
+
+    fn on_http_response_body(&mut self, size: usize, end: bool) -> Action {
+        info("response_body", format!("size = {size} end_of_stream = {end}"));
+        action(run(&self.script, "response_body"))
+    }
+
+    fn on_http_response_trailers(&mut self, count: usize) -> Action {
+        info("response_trailers", format!("count = {count}"));
+        action(run(&self.script, "response_trailers"))
+    }
+
+    fn on_log(&mut self) {
+        info("log", "stream ends".into());
+        run(&self.script, "log");
+    }
+}

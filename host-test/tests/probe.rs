@@ -1,0 +1,330 @@
+//! The harness against the probe filter: each host call family, with
+//! exact outcomes.
+
+use warden_host_test::{
+    CalloutAnswer, Disposition, Engine, FailurePolicy, Plugin, Profile, Request, testing,
+};
+
+fn plugin(config: serde_json::Value) -> Plugin {
+    let wasm = testing::build_filter("probe").unwrap();
+    let filter = Engine::new().unwrap().load_file(wasm).unwrap();
+    filter
+        .plugin()
+        .name("probe")
+        .root_id("probe_root")
+        .configuration(config.to_string())
+        .start()
+        .unwrap()
+}
+
+fn messages(exchange: &warden_host_test::Exchange) -> Vec<String> {
+    exchange
+        .outcome
+        .logs
+        .iter()
+        .map(|line| line.message.clone())
+        .collect()
+}
+
+#[test]
+fn request_headers_carry_pseudo_headers_and_envoy_additions() {
+    let mut plugin = plugin(serde_json::json!({
+        "request_headers": [{"op": "headers", "map": "request_headers"}]
+    }));
+    let exchange = plugin
+        .send(Request::get("/a?b=1").header("X-Test", "yes"))
+        .unwrap();
+    exchange
+        .assert_status(200)
+        .assert_details("via_upstream")
+        .assert_forwarded(true);
+    exchange.assert_logged(
+        "info",
+        "request_headers: headers request_headers = :authority=example.com, :path=/a?b=1, \
+         :method=GET, :scheme=http, x-test=yes, x-forwarded-for=192.0.2.1, \
+         x-forwarded-proto=http, x-envoy-external-address=127.0.0.1, \
+         x-request-id=00000000-0000-4000-8000-000000000002",
+    );
+}
+
+#[test]
+fn local_reply_stops_the_request_and_passes_the_response_side() {
+    let mut plugin = plugin(serde_json::json!({
+        "request_headers": [{"op": "reply", "status": 403, "body": "no", "details": "denied here",
+                             "headers": [["x-why", "policy"]]}],
+        "response_headers": [{"op": "headers", "map": "response_headers"}]
+    }));
+    let exchange = plugin.send(Request::get("/")).unwrap();
+    exchange
+        .assert_status(403)
+        .assert_body("no")
+        .assert_details("denied_here")
+        .assert_header("x-why", Some("policy"))
+        .assert_forwarded(false);
+    assert_eq!(exchange.outcome.disposition, Disposition::LocalReply);
+    assert_eq!(
+        messages(&exchange),
+        vec![
+            "request_headers: end_of_stream = true",
+            "request_headers: reply 403 = 0",
+            "response_headers: end_of_stream = false",
+            "response_headers: headers response_headers = :status=403, x-why=policy, \
+             content-length=2, content-type=text/plain",
+            "response_body: size = 2 end_of_stream = true",
+            "log: stream ends",
+        ]
+    );
+}
+
+#[test]
+fn properties_use_envoy_names_and_encodings() {
+    let mut plugin = plugin(serde_json::json!({
+        "request_headers": [
+            {"op": "property", "path": ["source", "address"], "as": "string"},
+            {"op": "property", "path": ["source", "port"], "as": "int"},
+            {"op": "property", "path": ["connection", "mtls"], "as": "bool"},
+            {"op": "property", "path": ["connection", "tls_version"], "as": "string"},
+            {"op": "property", "path": ["plugin_name"], "as": "string"},
+            {"op": "property", "path": ["plugin_root_id"], "as": "string"},
+            {"op": "property", "path": ["request", "url_path"], "as": "string"},
+            {"op": "property", "path": ["request", "headers", "x-a"], "as": "string"},
+            {"op": "property", "path": ["no", "such"], "as": "string"}
+        ]
+    }));
+    let exchange = plugin
+        .send(Request::get("/p?q").header("x-a", "1"))
+        .unwrap();
+    let logs = messages(&exchange);
+    assert_eq!(
+        logs[1..10],
+        [
+            "request_headers: property source.address = 127.0.0.1:50000",
+            "request_headers: property source.port = 50000",
+            "request_headers: property connection.mtls = false",
+            "request_headers: property connection.tls_version = None",
+            "request_headers: property plugin_name = probe",
+            "request_headers: property plugin_root_id = probe_root",
+            "request_headers: property request.url_path = /p",
+            "request_headers: property request.headers.x-a = 1",
+            "request_headers: property no.such = None",
+        ]
+    );
+}
+
+#[test]
+fn callout_answer_resumes_the_paused_request() {
+    let mut plugin = plugin(serde_json::json!({
+        "request_headers": [
+            {"op": "callout", "cluster": "jwks", "timeout_ms": 1000,
+             "headers": [[":method", "GET"], [":path", "/keys"], [":authority", "idp"]]},
+            {"op": "pause"}
+        ],
+        "callout": [{"op": "callout_response"}, {"op": "resume", "which": "request"}]
+    }));
+    plugin.upstream_after(
+        "jwks",
+        CalloutAnswer::Respond {
+            status: 200,
+            headers: vec![],
+            body: b"{\"keys\":[]}".to_vec(),
+            trailers: vec![],
+        },
+        50,
+    );
+    let start = plugin.world().now_ns();
+    let exchange = plugin.send(Request::get("/")).unwrap();
+    exchange.assert_status(200).assert_forwarded(true);
+    exchange.assert_logged(
+        "info",
+        "callout: callout_response status = Ok(Some(\"200\")) body = {\"keys\":[]}",
+    );
+    assert_eq!(plugin.world().now_ns() - start, 50_000_000);
+    assert_eq!(plugin.world().callouts()[0].cluster, "jwks");
+}
+
+#[test]
+fn callout_timeout_answers_504() {
+    let mut plugin = plugin(serde_json::json!({
+        "request_headers": [
+            {"op": "callout", "cluster": "slow", "timeout_ms": 200,
+             "headers": [[":method", "GET"], [":path", "/"], [":authority", "x"]]},
+            {"op": "pause"}
+        ],
+        "callout": [{"op": "callout_response"}, {"op": "reply", "status": 401, "body": "", "details": "jwks"}]
+    }));
+    plugin.upstream("slow", CalloutAnswer::Timeout);
+    let exchange = plugin.send(Request::get("/")).unwrap();
+    exchange.assert_status(401).assert_details("jwks");
+    exchange.assert_logged(
+        "info",
+        "status = Ok(Some(\"504\")) body = upstream request timeout",
+    );
+}
+
+#[test]
+fn callout_to_an_unknown_cluster_is_a_bad_argument() {
+    let mut plugin = plugin(serde_json::json!({
+        "request_headers": [
+            {"op": "callout", "cluster": "nowhere", "timeout_ms": 200,
+             "headers": [[":method", "GET"], [":path", "/"], [":authority", "x"]]}
+        ]
+    }));
+    let exchange = plugin.send(Request::get("/")).unwrap();
+    exchange
+        .assert_logged("info", "callout nowhere = Err(BadArgument)")
+        .assert_status(200);
+}
+
+#[test]
+fn a_paused_stream_nobody_resumes_stalls() {
+    let mut plugin = plugin(serde_json::json!({"request_headers": [{"op": "pause"}]}));
+    let exchange = plugin.send(Request::get("/")).unwrap();
+    assert_eq!(exchange.outcome.disposition, Disposition::Stalled);
+    assert_eq!(exchange.outcome.status, None);
+}
+
+#[test]
+fn a_panic_fails_closed_and_the_vm_stays_failed() {
+    let mut plugin =
+        plugin(serde_json::json!({"request_headers": [{"op": "panic", "msg": "boom"}]}));
+    let exchange = plugin.send(Request::get("/")).unwrap();
+    exchange
+        .assert_status(503)
+        .assert_details("wasm_fail_stream")
+        .assert_forwarded(false);
+    assert_eq!(exchange.outcome.disposition, Disposition::VmFailed);
+    exchange.assert_logged("critical", "boom");
+    assert!(plugin.failure(0).is_some());
+    plugin.send(Request::get("/")).unwrap().assert_status(503);
+}
+
+#[test]
+fn a_panic_fails_open_when_told_to() {
+    let wasm = testing::build_filter("probe").unwrap();
+    let filter = Engine::new().unwrap().load_file(wasm).unwrap();
+    let config = serde_json::json!({"request_headers": [{"op": "panic", "msg": "boom"}]});
+    let mut plugin = filter
+        .plugin()
+        .configuration(config.to_string())
+        .failure_policy(FailurePolicy::FailOpen)
+        .start()
+        .unwrap();
+    plugin
+        .send(Request::get("/"))
+        .unwrap()
+        .assert_status(200)
+        .assert_forwarded(true);
+}
+
+#[test]
+fn shared_data_and_metrics_are_shared_across_workers() {
+    let wasm = testing::build_filter("probe").unwrap();
+    let filter = Engine::new().unwrap().load_file(wasm).unwrap();
+    let config = serde_json::json!({
+        "configure": [{"op": "metric_define", "kind": "counter", "name": "hits"}],
+        "request_headers": [
+            {"op": "shared_get", "key": "k"},
+            {"op": "shared_set", "key": "k", "value": "v"},
+            {"op": "metric_increment", "name": "hits", "by": 1}
+        ]
+    });
+    let mut plugin = filter
+        .plugin()
+        .configuration(config.to_string())
+        .workers(2)
+        .start()
+        .unwrap();
+    plugin
+        .send_on(0, Request::get("/"))
+        .unwrap()
+        .assert_logged("info", "shared_get k = None");
+    plugin
+        .send_on(1, Request::get("/"))
+        .unwrap()
+        .assert_logged("info", "shared_get k = v cas=true");
+    let metrics = plugin.world().metrics();
+    assert_eq!(
+        metrics["hits"],
+        warden_host_test::world::MetricValue::Counter { value: 2 }
+    );
+}
+
+#[test]
+fn ticks_fire_as_the_clock_advances() {
+    let mut plugin = plugin(serde_json::json!({
+        "configure": [{"op": "tick_period", "ms": 100}],
+        "tick": [{"op": "log", "level": "info", "msg": "tick"}]
+    }));
+    plugin.take_logs();
+    plugin.advance(350);
+    let ticks = plugin
+        .take_logs()
+        .iter()
+        .filter(|line| line.message == "tick")
+        .count();
+    assert_eq!(ticks, 3);
+}
+
+#[test]
+fn queues_notify_the_owner() {
+    let mut plugin = plugin(serde_json::json!({
+        "configure": [{"op": "queue_register", "name": "q"}],
+        "request_headers": [{"op": "queue_enqueue", "vm_id": "", "name": "q", "value": "item"}],
+        "queue_ready": [{"op": "queue_dequeue", "name": "q"}]
+    }));
+    plugin
+        .send(Request::get("/"))
+        .unwrap()
+        .assert_logged("info", "queue_enqueue q = Ok(())");
+    plugin.advance(0);
+    let logs = plugin.take_logs();
+    assert!(
+        logs.iter()
+            .any(|line| line.message == "queue_ready: queue_dequeue q = item"),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn bodies_and_trailers_can_be_read_and_replaced() {
+    let wasm = testing::build_filter("probe").unwrap();
+    let filter = Engine::new().unwrap().load_file(wasm).unwrap();
+    let config = serde_json::json!({
+        "request_body": [
+            {"op": "body", "buffer": "request"},
+            {"op": "set_body", "buffer": "request", "start": 0, "size": 100, "value": "replaced"}
+        ],
+        "request_trailers": [{"op": "headers", "map": "request_trailers"}]
+    });
+    // Envoy's HTTP/1.1 codec hands trailers to filters only when told to.
+    let profile = Profile {
+        http1_trailers: true,
+        ..Profile::envoy()
+    };
+    let mut plugin = filter
+        .plugin()
+        .profile(profile)
+        .configuration(config.to_string())
+        .start()
+        .unwrap();
+    let request = Request::new("POST", "/")
+        .body("original")
+        .trailer("x-t", "1");
+    let exchange = plugin.send(request).unwrap();
+    exchange.assert_logged("info", "request_body: body request = original");
+    exchange.assert_logged("info", "request_trailers: headers request_trailers = x-t=1");
+    assert_eq!(exchange.outcome.upstream.as_ref().unwrap().body, "replaced");
+}
+
+#[test]
+fn concurrent_streams_interleave() {
+    let mut plugin = plugin(serde_json::json!({
+        "request_headers": [{"op": "get_header", "map": "request_headers", "name": "x-n"}]
+    }));
+    let first = plugin.begin(Request::get("/").header("x-n", "1")).unwrap();
+    let second = plugin.begin(Request::get("/").header("x-n", "2")).unwrap();
+    let b = plugin.finish(second).unwrap();
+    let a = plugin.finish(first).unwrap();
+    a.assert_logged("info", "get_header request_headers x-n = Ok(Some(\"1\"))");
+    b.assert_logged("info", "get_header request_headers x-n = Ok(Some(\"2\"))");
+}
