@@ -19,8 +19,10 @@
 //! - Total size (tokens, claims kept, and a fixed per-entry overhead) stays
 //!   under the capacity given at construction; the oldest entries are evicted
 //!   first.
-//! - CWTs share the cache through [`Issuers::verify_cwt_cached`]; an entry
-//!   records which format it was verified as and answers only for it.
+//! - CWTs share the cache through [`Issuers::verify_cwt_cached`] (raw CBOR)
+//!   and [`Issuers::verify_cwt_text_cached`] (base64url, as a bearer token
+//!   carries it); an entry records which format it was verified as and
+//!   answers only for it.
 //! - The cache remembers which compiled [`Issuers`] filled it and empties
 //!   itself when used with another one, so a policy reload can never serve a
 //!   token verified under the old keys.
@@ -260,6 +262,27 @@ impl Issuers {
         self.through_cache(cache, Format::Cwt, cwt, now, || self.verify_cwt(cwt, now))
     }
 
+    /// [`Issuers::verify_cwt_text`] (a base64url CWT, as a bearer token
+    /// carries it), answered from `cache` when the same text was verified
+    /// before and is still valid at `now`.
+    ///
+    /// # Errors
+    ///
+    /// The first guard step the token fails; failures are never cached.
+    pub fn verify_cwt_text_cached(
+        &self,
+        cache: &mut TokenCache,
+        text: &str,
+        now: u64,
+    ) -> Result<VerifiedToken, TokenError> {
+        if text.len() > MAX_CWT_LEN.div_ceil(3) * 4 {
+            return Err(TokenError::TooLarge("token"));
+        }
+        self.through_cache(cache, Format::CwtText, text.as_bytes(), now, || {
+            self.verify_cwt_text(text, now)
+        })
+    }
+
     fn through_cache(
         &self,
         cache: &mut TokenCache,
@@ -298,6 +321,7 @@ impl Issuers {
 enum Format {
     Jwt,
     Cwt,
+    CwtText,
 }
 
 /// A hasher for keys that already are hashes.
