@@ -107,6 +107,26 @@ fn main() {
         }
     }
 
+    let p256 = &cases[1].0;
+    let cwt_issuers = issuers(&["ES256"], &[p256]);
+    let cwt = cose(
+        p256,
+        "ES256",
+        18,
+        vec![(int(1), int(-7))],
+        vec![],
+        &claims_cbor(),
+    );
+    cwt_issuers
+        .verify_cwt(&cwt, NOW)
+        .expect("the benchmark CWT verifies");
+    report(
+        "verify_cwt ES256 (COSE_Sign1)",
+        measure(budget, || {
+            black_box(cwt_issuers.verify_cwt(black_box(&cwt), NOW)).ok();
+        }),
+    );
+
     let mut cache = TokenCache::default();
     rs256_issuers
         .verify_cached(&mut cache, &rs256, NOW)

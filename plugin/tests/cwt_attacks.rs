@@ -7,59 +7,6 @@ use token_support::*;
 use warden::verify::cwt::MAX_CWT_LEN;
 use warden::verify::{Issuers, TokenError};
 
-fn cbor(value: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::ser::into_writer(value, &mut out).unwrap();
-    out
-}
-
-fn int(i: i64) -> Value {
-    Value::Integer(i.into())
-}
-
-fn claims_cbor() -> Vec<u8> {
-    cbor(&Value::Map(vec![
-        (int(1), Value::Text(ISS.into())),
-        (int(2), Value::Text("svc-billing".into())),
-        (int(3), Value::Text(AUD.into())),
-        (int(4), int(NOW as i64 + 3600)),
-        (int(6), int(NOW as i64 - 60)),
-    ]))
-}
-
-/// A COSE message of `tag` signed (or MACed) by `key` under `alg_name`.
-fn cose(
-    key: &TestKey,
-    alg_name: &str,
-    tag: u64,
-    protected: Vec<(Value, Value)>,
-    unprotected: Vec<(Value, Value)>,
-    payload: &[u8],
-) -> Vec<u8> {
-    let protected = if protected.is_empty() {
-        Vec::new()
-    } else {
-        cbor(&Value::Map(protected))
-    };
-    let context = if tag == 17 { "MAC0" } else { "Signature1" };
-    let to_sign = cbor(&Value::Array(vec![
-        Value::Text(context.into()),
-        Value::Bytes(protected.clone()),
-        Value::Bytes(Vec::new()),
-        Value::Bytes(payload.to_vec()),
-    ]));
-    let signature = key.sign(alg_name, &to_sign);
-    cbor(&Value::Tag(
-        tag,
-        Box::new(Value::Array(vec![
-            Value::Bytes(protected),
-            Value::Map(unprotected),
-            Value::Bytes(payload.to_vec()),
-            Value::Bytes(signature),
-        ])),
-    ))
-}
-
 fn es256(protected: Vec<(Value, Value)>, unprotected: Vec<(Value, Value)>) -> Vec<u8> {
     cose(
         &TestKey::p256(),
