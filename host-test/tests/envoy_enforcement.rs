@@ -432,6 +432,7 @@ fn envoy_refuses_a_policy_that_does_not_compile() {
     let demo = demo::generate(&policy, now()).unwrap();
     policy = demo.policy;
     let copy = policy["identities"][0].clone();
+    let duplicate = policy["identities"].as_array().unwrap().len();
     policy["identities"].as_array_mut().unwrap().push(copy);
     let config = json!({ "policy": policy }).to_string();
 
@@ -440,10 +441,10 @@ fn envoy_refuses_a_policy_that_does_not_compile() {
         .to_string();
     assert!(error.starts_with("envoy exited"), "{error}");
     assert!(
-        error.contains(
-            "configuration refused: configuration: policy: identities[6] `ledger-sync`: duplicate \
-             identity id"
-        ),
+        error.contains(&format!(
+            "configuration refused: configuration: policy: identities[{duplicate}] \
+             `ledger-sync`: duplicate identity id"
+        )),
         "{error}"
     );
 }
