@@ -237,3 +237,40 @@ fn cwts_share_the_token_cache() {
     );
     assert_eq!(cache.len(), 1);
 }
+
+#[test]
+fn the_typ_profile_applies_to_cwts() {
+    let key = TestKey::p256();
+    let mut spec = spec(&["ES256"], &[&key]);
+    spec.typ = Some("application/cwt".into());
+    let issuers = Issuers::compile(&[spec]).unwrap();
+
+    let typ = |t: &str| (int(16), Cbor::Text(t.into()));
+    let cases = [
+        (es256(vec![alg(-7), typ("application/cwt")], vec![]), Ok(())),
+        (es256(vec![alg(-7)], vec![typ("CWT")]), Ok(())),
+        (es256(vec![alg(-7)], vec![]), Err(TokenError::TypeMismatch)),
+        (
+            es256(vec![alg(-7), typ("at+jwt")], vec![]),
+            Err(TokenError::TypeMismatch),
+        ),
+    ];
+    for (message, expected) in cases {
+        assert_eq!(issuers.verify_cwt(&message, NOW).map(|_| ()), expected);
+    }
+}
+
+#[test]
+fn an_issuer_whose_fetched_keys_are_missing_refuses_cwts() {
+    let spec: warden::verify::IssuerSpec = serde_json::from_value(serde_json::json!({
+        "name": "corp-idp", "issuer": ISS, "audiences": [AUD], "algorithms": ["ES256"],
+        "jwks_fetch": {"cluster": "idp", "authority": "idp.example.com", "path": "/jwks.json"},
+    }))
+    .unwrap();
+    let issuers = Issuers::compile(&[spec]).unwrap();
+    let message = es256(vec![alg(-7)], vec![]);
+    assert_eq!(
+        issuers.verify_cwt(&message, NOW),
+        Err(TokenError::KeysUnavailable)
+    );
+}
