@@ -2,11 +2,12 @@
 //! them, and the signature checks made with their keys.
 //!
 //! A set is refused whole when any key in it is malformed or weak: RSA
-//! moduli under 2048 bits, public exponents the RSA crate refuses, points off
-//! their curve, small-order Ed25519 keys, HMAC secrets shorter than their
-//! hash, private key material in a public set, members of another key type,
-//! `use` and `key_ops` that disagree, repeated `kid`s, and shared secrets
-//! beside public keys. Keys meant for encryption (`use: enc`, `key_ops`
+//! moduli under 2048 bits (or over 4096, which would make every request pay
+//! for a slow verification), moduli with the ROCA fingerprint, public
+//! exponents the RSA crate refuses, points off their curve, small-order
+//! Ed25519 keys, HMAC secrets shorter than their hash, private key material
+//! in a public set, members of another key type, `use` and `key_ops` that
+//! disagree, repeated `kid`s, and shared secrets beside public keys. Keys meant for encryption (`use: enc`, `key_ops`
 //! without `verify`, or an encryption `alg`) are kept, so that a provider's
 //! full set loads, but never verify anything.
 
