@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use warden_host_test::envoy::Envoy;
+use warden_host_test::envoy::{Envoy, Options};
 use warden_host_test::{
     CalloutAnswer, Engine, Filter, Headers, Outcome, Profile, Request, UpstreamResponse, testing,
 };
@@ -273,7 +273,11 @@ fn wire(request: &Request) -> Vec<u8> {
 }
 
 fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
-    let envoy = Envoy::start_with_template(template, &scenario.config.to_string(), wasm)
+    let options = Options {
+        template: Some(template),
+        ..Options::default()
+    };
+    let envoy = Envoy::start_with(&scenario.config.to_string(), wasm, &options)
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
     let response = envoy.request_raw(&wire(&scenario.request));
     let deadline = Instant::now() + Duration::from_secs(5);
