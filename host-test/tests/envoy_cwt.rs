@@ -1,35 +1,19 @@
 //! CBOR Web Tokens in a real Envoy: a CWT in base64url as a bearer token,
 //! checked against the same issuer, keys and claim rules as a JWT.
 
-use serde_json::{Value, json};
-use std::time::{SystemTime, UNIX_EPOCH};
-use warden_host_test::envoy::{Envoy, warden_wasm, workspace_root};
-use warden_policy::demo;
+use serde_json::json;
+use warden_host_test::envoy::Envoy;
+use warden_policy::demo::{self, unix_now};
 use warden_policy::mint::mint_cwt;
 
 const BOOKS: &str = "books.demo.test";
 const PARTNER: &str = "https://login.partner.demo.test";
 const AUDIENCE: &str = "https://api.demo.test";
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[test]
 fn a_signed_cwt_proves_its_subject_and_a_changed_one_does_not() {
-    let template = workspace_root().join("policies/demo/policy.json");
-    let template: Value =
-        serde_json::from_str(&std::fs::read_to_string(template).unwrap()).unwrap();
-    let demo = demo::generate(&template, now()).unwrap();
-    let config = warden_policy::plugin_config(&demo.policy).unwrap();
-    let served = [(
-        "partner-idp.json",
-        demo.fetched_jwks["partner-idp"].to_string(),
-    )];
-    let envoy = Envoy::start_serving(&config, &warden_wasm(), &served).unwrap();
+    let demo = demo::generate(&demo::template().unwrap(), unix_now()).unwrap();
+    let envoy = Envoy::start_demo(&demo, 2).unwrap();
     let key = &demo.issuer_keys["partner-idp"];
     let report = |token: &str| {
         let auth = format!("Bearer {token}");
@@ -42,7 +26,14 @@ fn a_signed_cwt_proves_its_subject_and_a_changed_one_does_not() {
             .unwrap()
     };
 
-    let cwt = mint_cwt(key, PARTNER, "auditor-7", AUDIENCE, now(), now() + 600);
+    let cwt = mint_cwt(
+        key,
+        PARTNER,
+        "auditor-7",
+        AUDIENCE,
+        unix_now(),
+        unix_now() + 600,
+    );
     let ok = report(&cwt);
     assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
     assert_eq!(ok.upstream_header("x-warden-identity"), ["auditor-reports"]);
@@ -53,13 +44,20 @@ fn a_signed_cwt_proves_its_subject_and_a_changed_one_does_not() {
         PARTNER,
         "auditor-7",
         AUDIENCE,
-        now() - 7200,
-        now() - 3600,
+        unix_now() - 7200,
+        unix_now() - 3600,
     );
     assert_eq!(report(&expired).json()["reason"], json!("token_expired"));
 
     // The same signature over another subject's claims.
-    let other = mint_cwt(key, PARTNER, "auditor-8", AUDIENCE, now(), now() + 600);
+    let other = mint_cwt(
+        key,
+        PARTNER,
+        "auditor-8",
+        AUDIENCE,
+        unix_now(),
+        unix_now() + 600,
+    );
     let (signed, forged) = (ok_bytes(&cwt), ok_bytes(&other));
     let spliced = splice_signature(&forged, &signed);
     let response = report(&spliced);

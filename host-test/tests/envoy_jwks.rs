@@ -3,9 +3,9 @@
 //! start, rotation, an outage, and a key server that never had keys.
 
 use serde_json::{Value, json};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use warden_host_test::envoy::{Envoy, Options, Response, warden_wasm, workspace_root};
-use warden_policy::demo::{self, Demo, claims};
+use std::time::{Duration, Instant};
+use warden_host_test::envoy::{Envoy, Options, Response, warden_wasm};
+use warden_policy::demo::{self, Demo, claims, unix_now};
 use warden_policy::keys::SigningKey;
 use warden_policy::mint::mint;
 
@@ -14,21 +14,12 @@ const PARTNER: &str = "https://login.partner.demo.test";
 const AUDIENCE: &str = "https://api.demo.test";
 const JWKS: &str = "partner-idp.json";
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// The demo, with unknown-kid refetches allowed every second so the test
 /// need not wait for the default 30.
 fn demo() -> Demo {
-    let template = workspace_root().join("policies/demo/policy.json");
-    let mut template: Value =
-        serde_json::from_str(&std::fs::read_to_string(template).unwrap()).unwrap();
+    let mut template = demo::template().unwrap();
     template["issuers"][1]["jwks_fetch"]["min_refetch_secs"] = json!(1);
-    demo::generate(&template, now()).unwrap()
+    demo::generate(&template, unix_now()).unwrap()
 }
 
 fn report(envoy: &Envoy, token: &str) -> Response {
@@ -47,7 +38,7 @@ fn reason(response: &Response) -> Value {
 }
 
 fn partner_token(key: &SigningKey) -> String {
-    mint(key, &claims(PARTNER, "auditor-7", AUDIENCE, now()))
+    mint(key, &claims(PARTNER, "auditor-7", AUDIENCE, unix_now()))
 }
 
 fn jwks(keys: &[&SigningKey]) -> String {

@@ -1,1 +1,5 @@
-fn main() {}
+//! `warden`: see `warden --help`.
+
+fn main() -> std::process::ExitCode {
+    warden_host_test::cli::main()
+}
