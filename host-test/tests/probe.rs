@@ -328,3 +328,50 @@ fn concurrent_streams_interleave() {
     a.assert_logged("info", "get_header request_headers x-n = Ok(Some(\"1\"))");
     b.assert_logged("info", "get_header request_headers x-n = Ok(Some(\"2\"))");
 }
+
+#[test]
+fn a_panic_reloads_the_vm_when_told_to() {
+    let wasm = testing::build_filter("probe").unwrap();
+    let filter = Engine::new().unwrap().load_file(wasm).unwrap();
+    let config =
+        serde_json::json!({"request_headers": [{"op": "panic_if_header", "name": "x-boom"}]});
+    let mut plugin = filter
+        .plugin()
+        .configuration(config.to_string())
+        .failure_policy(FailurePolicy::FailReload)
+        .start()
+        .unwrap();
+    let failed = plugin
+        .send(Request::get("/").header("x-boom", "1"))
+        .unwrap();
+    failed.assert_status(503).assert_details("wasm_fail_stream");
+    assert!(plugin.failure(0).is_some());
+    plugin
+        .send(Request::get("/"))
+        .unwrap()
+        .assert_status(200)
+        .assert_forwarded(true);
+    assert_eq!(plugin.failure(0), None);
+}
+
+#[test]
+fn without_reload_a_failed_vm_answers_every_request() {
+    let wasm = testing::build_filter("probe").unwrap();
+    let filter = Engine::new().unwrap().load_file(wasm).unwrap();
+    let config =
+        serde_json::json!({"request_headers": [{"op": "panic_if_header", "name": "x-boom"}]});
+    let mut plugin = filter
+        .plugin()
+        .configuration(config.to_string())
+        .start()
+        .unwrap();
+    plugin
+        .send(Request::get("/").header("x-boom", "1"))
+        .unwrap()
+        .assert_status(503);
+    plugin
+        .send(Request::get("/"))
+        .unwrap()
+        .assert_status(503)
+        .assert_forwarded(false);
+}
