@@ -11,7 +11,7 @@ demo:
 
 ## Every check and every test, as CI runs them.
 test: setup lint wasm
-	cargo test --workspace
+	cargo test --workspace --no-fail-fast
 
 setup:
 	bash examples/setup.sh

@@ -18,6 +18,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use warden_policy::demo::Demo;
 
 /// Longest an Envoy started here may live, in seconds.
 pub const LIFETIME_SECS: u32 = 300;
@@ -151,6 +152,31 @@ impl Envoy {
             ..Options::default()
         };
         Self::start_with(plugin_config, wasm, &options)
+    }
+
+    /// Starts Envoy with a generated demo policy, its fetched key sets served
+    /// as `/<issuer>.json`, on `workers` worker threads.
+    ///
+    /// # Errors
+    ///
+    /// As [`Envoy::start`], and when the policy does not compile.
+    pub fn start_demo(demo: &Demo, workers: u32) -> Result<Self, EnvoyError> {
+        let config = warden_policy::plugin_config(&demo.policy).map_err(|e| fail("demo", e))?;
+        let served: Vec<(String, String)> = demo
+            .fetched_jwks
+            .iter()
+            .map(|(issuer, jwks)| (format!("{issuer}.json"), jwks.to_string()))
+            .collect();
+        let documents: Vec<(&str, String)> = served
+            .iter()
+            .map(|(path, body)| (path.as_str(), body.clone()))
+            .collect();
+        let options = Options {
+            documents: &documents,
+            workers: Some(workers),
+            template: None,
+        };
+        Self::start_with(&config, &warden_wasm(), &options)
     }
 
     /// Like [`Envoy::start`], with everything [`Options`] can change.
@@ -465,7 +491,14 @@ fn render(
         ("MTLS_PORT", mtls.to_string()),
         ("TLS_DIR", tls.to_string_lossy().into_owned()),
     ];
-    warden_policy::envoy::render(&text, &values).map_err(|e| fail("rendering", e))
+    // A template may leave out listeners it does not need (the fidelity
+    // corpus has no mTLS listener); a placeholder left unfilled is still an
+    // error.
+    let used: Vec<(&str, String)> = values
+        .into_iter()
+        .filter(|(name, _)| text.contains(&format!("@{name}@")))
+        .collect();
+    warden_policy::envoy::render(&text, &used).map_err(|e| fail("rendering", e))
 }
 
 fn start_upstream(port: u16) -> Result<Child, EnvoyError> {

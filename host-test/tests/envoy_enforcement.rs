@@ -5,32 +5,15 @@
 //! upstream received, and the decision record Envoy logged.
 
 use serde_json::{Value, json};
-use std::time::{SystemTime, UNIX_EPOCH};
-use warden_host_test::envoy::{Envoy, Response, warden_wasm, workspace_root};
-use warden_policy::demo::{self, Demo};
+use warden_host_test::envoy::{Envoy, Response, warden_wasm};
+use warden_policy::demo::{self, Demo, unix_now};
 
 const BOOKS: &str = "books.demo.test";
 const PEOPLE: &str = "people.demo.test";
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn start() -> (Envoy, Demo) {
-    let template = workspace_root().join("policies/demo/policy.json");
-    let template: Value =
-        serde_json::from_str(&std::fs::read_to_string(template).unwrap()).unwrap();
-    let demo = demo::generate(&template, now()).unwrap();
-    let config = warden_policy::plugin_config(&demo.policy).unwrap();
-    let served: Vec<(&str, String)> = vec![(
-        "partner-idp.json",
-        demo.fetched_jwks["partner-idp"].to_string(),
-    )];
-    let envoy = Envoy::start_serving(&config, &warden_wasm(), &served).unwrap();
-    (envoy, demo)
+    let demo = demo::generate(&demo::template().unwrap(), unix_now()).unwrap();
+    (Envoy::start_demo(&demo, 2).unwrap(), demo)
 }
 
 fn bearer(token: &str) -> String {
@@ -426,12 +409,11 @@ fn spoofed_identity_headers_never_reach_the_upstream() {
 
 #[test]
 fn envoy_refuses_a_policy_that_does_not_compile() {
-    let template = workspace_root().join("policies/demo/policy.json");
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(template).unwrap()).unwrap();
-    let demo = demo::generate(&policy, now()).unwrap();
-    policy = demo.policy;
+    let mut policy = demo::generate(&demo::template().unwrap(), unix_now())
+        .unwrap()
+        .policy;
     let copy = policy["identities"][0].clone();
+    let duplicate = policy["identities"].as_array().unwrap().len();
     policy["identities"].as_array_mut().unwrap().push(copy);
     let config = json!({ "policy": policy }).to_string();
 
@@ -440,10 +422,10 @@ fn envoy_refuses_a_policy_that_does_not_compile() {
         .to_string();
     assert!(error.starts_with("envoy exited"), "{error}");
     assert!(
-        error.contains(
-            "configuration refused: configuration: policy: identities[6] `ledger-sync`: duplicate \
-             identity id"
-        ),
+        error.contains(&format!(
+            "configuration refused: configuration: policy: identities[{duplicate}] \
+             `ledger-sync`: duplicate identity id"
+        )),
         "{error}"
     );
 }

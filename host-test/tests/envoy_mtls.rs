@@ -2,44 +2,25 @@
 //! SPIFFE IDs as credentials, certificate-bound tokens (RFC 8705), and the
 //! rules for a request that carries both a certificate and a token.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::time::{SystemTime, UNIX_EPOCH};
-use warden_host_test::envoy::{Envoy, Response, warden_wasm, workspace_root};
-use warden_policy::demo::{self, Demo, claims};
+use warden_host_test::envoy::{Envoy, Response};
+use warden_policy::demo::{self, Demo, claims, unix_now};
 use warden_policy::mint::{base64url, mint};
 
 const BOOKS: &str = "books.demo.test";
 const CORP: &str = "https://idp.corp.demo.test";
 const AUDIENCE: &str = "https://api.demo.test";
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn start() -> (Envoy, Demo) {
-    let template = workspace_root().join("policies/demo/policy.json");
-    let template: Value =
-        serde_json::from_str(&std::fs::read_to_string(template).unwrap()).unwrap();
-    let demo = demo::generate(&template, now()).unwrap();
-    let config = warden_policy::plugin_config(&demo.policy).unwrap();
-    let served = [(
-        "partner-idp.json",
-        demo.fetched_jwks["partner-idp"].to_string(),
-    )];
-    (
-        Envoy::start_serving(&config, &warden_wasm(), &served).unwrap(),
-        demo,
-    )
+    let demo = demo::generate(&demo::template().unwrap(), unix_now()).unwrap();
+    (Envoy::start_demo(&demo, 2).unwrap(), demo)
 }
 
 /// A treasury token bound to the client certificate `client`.
 fn bound_token(envoy: &Envoy, demo: &Demo, client: &str) -> String {
     let der = envoy.client_certificate_der(client).unwrap();
-    let mut claims = claims(CORP, "svc-treasury", AUDIENCE, now());
+    let mut claims = claims(CORP, "svc-treasury", AUDIENCE, unix_now());
     claims["cnf"] = json!({ "x5t#S256": base64url(&Sha256::digest(&der)) });
     format!("Bearer {}", mint(&demo.issuer_keys["corp-idp"], &claims))
 }

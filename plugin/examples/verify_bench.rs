@@ -7,10 +7,17 @@
 //! step before the cryptography), SHA-256 of the token, and the foldhash the
 //! cache keys on.
 //!
-//! The same example builds for `wasm32-wasip1`
-//! (`cargo build --release -p warden --example verify_bench --target
-//! wasm32-wasip1`) and runs under any WASI runtime, to see the cost inside
-//! a proxy's Wasm VM.
+//! The same example builds for `wasm32-wasip1`, to see the cost inside a
+//! proxy's Wasm VM:
+//!
+//! ```sh
+//! cargo build --release -p warden --example verify_bench --target wasm32-wasip1
+//! python3 plugin/examples/run_wasi.py \
+//!     target/wasm32-wasip1/release/examples/verify_bench.wasm
+//! ```
+//!
+//! An optional first argument sets the time budget per line in
+//! milliseconds (default 300).
 
 #[path = "../tests/token_support/mod.rs"]
 mod token_support;
@@ -99,6 +106,26 @@ fn main() {
             );
         }
     }
+
+    let p256 = &cases[1].0;
+    let cwt_issuers = issuers(&["ES256"], &[p256]);
+    let cwt = cose(
+        p256,
+        "ES256",
+        18,
+        vec![(int(1), int(-7))],
+        vec![],
+        &claims_cbor(),
+    );
+    cwt_issuers
+        .verify_cwt(&cwt, NOW)
+        .expect("the benchmark CWT verifies");
+    report(
+        "verify_cwt ES256 (COSE_Sign1)",
+        measure(budget, || {
+            black_box(cwt_issuers.verify_cwt(black_box(&cwt), NOW)).ok();
+        }),
+    );
 
     let mut cache = TokenCache::default();
     rs256_issuers

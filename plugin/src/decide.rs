@@ -195,13 +195,17 @@ fn prove<'c>(
     let policy = config.policy();
     match credential {
         Credential::Bearer(token) => {
-            let verified = policy
-                .issuers()
-                .verify_cached(cache, token, now)
-                .map_err(token_denial)?;
+            // A compact JWS always has two dots; base64url never has one.
+            let (verified, kind) = if token.contains('.') {
+                let verified = policy.issuers().verify_cached(cache, token, now);
+                (verified.map_err(token_denial)?, CredentialKind::Jwt)
+            } else {
+                let verified = policy.issuers().verify_cwt_text(token, now);
+                (verified.map_err(token_denial)?, CredentialKind::Cwt)
+            };
             let (identity, bound) =
                 by_token(policy, &verified).map_err(|e| Denial::forbidden(e.reason(), e))?;
-            let kind = check_binding(&verified, bound, peer, certificate)?;
+            let kind = check_binding(&verified, kind, bound, peer, certificate)?;
             Ok((identity, kind))
         }
         Credential::ApiKey(key) => apikey::verify(policy, key)
@@ -245,6 +249,7 @@ fn prove_certificate<'c>(config: &'c Config, peer: Peer<'_>) -> Result<&'c Ident
 /// only a token bound to it.
 fn check_binding(
     verified: &VerifiedToken,
+    unbound: CredentialKind,
     bound: bool,
     peer: Peer<'_>,
     certificate: bool,
@@ -276,7 +281,7 @@ fn check_binding(
             "a client certificate and a token not bound to it",
             CHALLENGE,
         )),
-        (None, _) => Ok(CredentialKind::Jwt),
+        (None, _) => Ok(unbound),
     }
 }
 

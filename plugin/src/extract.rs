@@ -12,7 +12,7 @@ use std::fmt;
 /// The credential a request presents, borrowed from its headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential<'a> {
-    /// `Authorization: Bearer <token>`.
+    /// `Authorization: Bearer <token>`: a compact JWS, or a CWT in base64url.
     Bearer(&'a str),
     /// The API key header's value.
     ApiKey(&'a str),
@@ -42,6 +42,8 @@ pub enum CredentialKind {
     Mtls,
     /// A signed token bound to the client certificate it came with.
     BoundJwt,
+    /// A CBOR Web Token.
+    Cwt,
 }
 
 impl CredentialKind {
@@ -52,6 +54,7 @@ impl CredentialKind {
             Self::ApiKey => "api_key",
             Self::Mtls => "mtls",
             Self::BoundJwt => "jwt_bound",
+            Self::Cwt => "cwt",
         }
     }
 }

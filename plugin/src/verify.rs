@@ -21,8 +21,16 @@
 //! 7. the signature, in the algorithm's fixed form only;
 //! 8. the claims: `exp`, `nbf`, `iat`, lifetime, `aud`, then `sub`.
 //!
+//! CWTs ([`cwt`], RFC 8392) go through the same steps in their CBOR form and
+//! are held to the same issuers, keys and claim rules.
+//!
 //! [`cache`] keeps verified tokens per VM so that a repeated token costs one
-//! hash and one comparison.
+//! hash and one comparison: keep one [`TokenCache`] per VM and call
+//! [`Issuers::verify_cached`] instead of [`Issuers::verify`].
+//!
+//! Issuer declarations ([`IssuerSpec`]) are validated completely by
+//! [`Issuers::compile`], keys included ([`jwk`]), so a policy with a weak or
+//! malformed key never reaches a filter.
 
 pub mod algorithm;
 pub mod apikey;

@@ -7,59 +7,6 @@ use token_support::*;
 use warden::verify::cwt::MAX_CWT_LEN;
 use warden::verify::{Issuers, TokenError};
 
-fn cbor(value: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::ser::into_writer(value, &mut out).unwrap();
-    out
-}
-
-fn int(i: i64) -> Value {
-    Value::Integer(i.into())
-}
-
-fn claims_cbor() -> Vec<u8> {
-    cbor(&Value::Map(vec![
-        (int(1), Value::Text(ISS.into())),
-        (int(2), Value::Text("svc-billing".into())),
-        (int(3), Value::Text(AUD.into())),
-        (int(4), int(NOW as i64 + 3600)),
-        (int(6), int(NOW as i64 - 60)),
-    ]))
-}
-
-/// A COSE message of `tag` signed (or MACed) by `key` under `alg_name`.
-fn cose(
-    key: &TestKey,
-    alg_name: &str,
-    tag: u64,
-    protected: Vec<(Value, Value)>,
-    unprotected: Vec<(Value, Value)>,
-    payload: &[u8],
-) -> Vec<u8> {
-    let protected = if protected.is_empty() {
-        Vec::new()
-    } else {
-        cbor(&Value::Map(protected))
-    };
-    let context = if tag == 17 { "MAC0" } else { "Signature1" };
-    let to_sign = cbor(&Value::Array(vec![
-        Value::Text(context.into()),
-        Value::Bytes(protected.clone()),
-        Value::Bytes(Vec::new()),
-        Value::Bytes(payload.to_vec()),
-    ]));
-    let signature = key.sign(alg_name, &to_sign);
-    cbor(&Value::Tag(
-        tag,
-        Box::new(Value::Array(vec![
-            Value::Bytes(protected),
-            Value::Map(unprotected),
-            Value::Bytes(payload.to_vec()),
-            Value::Bytes(signature),
-        ])),
-    ))
-}
-
 fn es256(protected: Vec<(Value, Value)>, unprotected: Vec<(Value, Value)>) -> Vec<u8> {
     cose(
         &TestKey::p256(),
@@ -254,5 +201,76 @@ fn claim_types_are_checked() {
     assert_eq!(
         p256_issuers().verify_cwt(&message, NOW),
         Err(TokenError::IssuerMissing)
+    );
+}
+
+#[test]
+fn cwts_share_the_token_cache() {
+    let issuers = p256_issuers();
+    let mut cache = warden::verify::TokenCache::new(64 * 1024);
+    let message = es256(vec![alg(-7)], vec![]);
+    let first = issuers
+        .verify_cwt_cached(&mut cache, &message, NOW)
+        .unwrap();
+    let second = issuers
+        .verify_cwt_cached(&mut cache, &message, NOW + 1)
+        .unwrap();
+    assert_eq!(first, second);
+    assert_eq!(cache.hits_and_misses(), (1, 1));
+
+    // The base64url form a bearer token carries is cached on its own.
+    let text = warden::verify::base64url::encode(&message);
+    let third = issuers
+        .verify_cwt_text_cached(&mut cache, &text, NOW)
+        .unwrap();
+    issuers
+        .verify_cwt_text_cached(&mut cache, &text, NOW)
+        .unwrap();
+    assert_eq!(third, first);
+    assert_eq!(cache.hits_and_misses(), (2, 2));
+    assert_eq!(cache.len(), 2);
+
+    // Past `exp` plus skew the entry is gone and the CWT is refused.
+    assert_eq!(
+        issuers.verify_cwt_cached(&mut cache, &message, NOW + 3660),
+        Err(TokenError::Expired)
+    );
+    assert_eq!(cache.len(), 1);
+}
+
+#[test]
+fn the_typ_profile_applies_to_cwts() {
+    let key = TestKey::p256();
+    let mut spec = spec(&["ES256"], &[&key]);
+    spec.typ = Some("application/cwt".into());
+    let issuers = Issuers::compile(&[spec]).unwrap();
+
+    let typ = |t: &str| (int(16), Cbor::Text(t.into()));
+    let cases = [
+        (es256(vec![alg(-7), typ("application/cwt")], vec![]), Ok(())),
+        (es256(vec![alg(-7)], vec![typ("CWT")]), Ok(())),
+        (es256(vec![alg(-7)], vec![]), Err(TokenError::TypeMismatch)),
+        (
+            es256(vec![alg(-7), typ("at+jwt")], vec![]),
+            Err(TokenError::TypeMismatch),
+        ),
+    ];
+    for (message, expected) in cases {
+        assert_eq!(issuers.verify_cwt(&message, NOW).map(|_| ()), expected);
+    }
+}
+
+#[test]
+fn an_issuer_whose_fetched_keys_are_missing_refuses_cwts() {
+    let spec: warden::verify::IssuerSpec = serde_json::from_value(serde_json::json!({
+        "name": "corp-idp", "issuer": ISS, "audiences": [AUD], "algorithms": ["ES256"],
+        "jwks_fetch": {"cluster": "idp", "authority": "idp.example.com", "path": "/jwks.json"},
+    }))
+    .unwrap();
+    let issuers = Issuers::compile(&[spec]).unwrap();
+    let message = es256(vec![alg(-7)], vec![]);
+    assert_eq!(
+        issuers.verify_cwt(&message, NOW),
+        Err(TokenError::KeysUnavailable)
     );
 }

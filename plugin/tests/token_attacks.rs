@@ -410,3 +410,27 @@ fn debug_output_never_shows_a_shared_secret() {
     }
     assert!(format!("{issuers:?}").contains("Secret(64 bytes, redacted)"));
 }
+
+#[test]
+fn a_token_without_kid_is_tried_against_at_most_two_keys() {
+    let signer = TestKey::p256();
+    let token = token(&signer, &json!({"alg": "ES256"}), &claims());
+    let other = |seed: u8, kid: &str| {
+        let key = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+        let point = key.verifying_key().to_sec1_point(false);
+        let bytes = point.as_bytes();
+        json!({"kty": "EC", "crv": "P-256", "kid": kid,
+               "x": encode(&bytes[1..33]), "y": encode(&bytes[33..65])})
+    };
+
+    let two = KeySet::from_jwks(&json!({"keys": [other(1, "a"), signer.jwk()]}), &[]).unwrap();
+    let verified = verify_signature(&token, &two, &[Algorithm::Es256]);
+    assert_eq!(verified.map(|_| ()), Ok(()));
+
+    let three = json!({"keys": [other(1, "a"), other(2, "b"), signer.jwk()]});
+    let three = KeySet::from_jwks(&three, &[]).unwrap();
+    assert_eq!(
+        verify_signature(&token, &three, &[Algorithm::Es256]),
+        Err(TokenError::KeyUnknown)
+    );
+}

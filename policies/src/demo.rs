@@ -16,6 +16,25 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
+/// The demo policy template, `policies/demo/policy.json`.
+pub const TEMPLATE: &str = include_str!("../demo/policy.json");
+
+/// The demo policy template, parsed.
+///
+/// # Errors
+///
+/// Returns an error when the template is not JSON.
+pub fn template() -> Result<Value, Error> {
+    serde_json::from_str(TEMPLATE).map_err(|e| Error(format!("policies/demo/policy.json: {e}")))
+}
+
+/// Seconds since the Unix epoch, by the system clock.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// How long demo tokens live, in seconds.
 pub const TOKEN_LIFETIME: u64 = 3600;
 

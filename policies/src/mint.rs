@@ -40,6 +40,51 @@ pub fn tamper(token: &str, claim: &str, value: Value) -> String {
     )
 }
 
+/// Signs a CWT (RFC 8392): a tagged COSE_Sign1 with `alg` and `kid` in the
+/// protected header, claims `iss` (1), `sub` (2), `aud` (3), `exp` (4),
+/// `nbf` (5) and `iat` (6). Returns it in base64url, as a bearer token.
+pub fn mint_cwt(key: &SigningKey, iss: &str, sub: &str, aud: &str, iat: u64, exp: u64) -> String {
+    use ciborium::value::{Integer, Value as Cbor};
+    let int = |n: i64| Cbor::Integer(Integer::from(n));
+    let uint = |n: u64| Cbor::Integer(Integer::from(n));
+    let text = |t: &str| Cbor::Text(t.to_owned());
+    let alg = if key.alg() == "ES256" { -7 } else { -257 };
+    let protected = cbor(&Cbor::Map(vec![
+        (int(1), int(alg)),
+        (int(4), Cbor::Bytes(key.kid().as_bytes().to_vec())),
+    ]));
+    let claims = cbor(&Cbor::Map(vec![
+        (int(1), text(iss)),
+        (int(2), text(sub)),
+        (int(3), text(aud)),
+        (int(4), uint(exp)),
+        (int(5), uint(iat)),
+        (int(6), uint(iat)),
+    ]));
+    let to_sign = cbor(&Cbor::Array(vec![
+        text("Signature1"),
+        Cbor::Bytes(protected.clone()),
+        Cbor::Bytes(Vec::new()),
+        Cbor::Bytes(claims.clone()),
+    ]));
+    let signature = key.sign(&to_sign);
+    let sign1 = Cbor::Array(vec![
+        Cbor::Bytes(protected),
+        Cbor::Map(Vec::new()),
+        Cbor::Bytes(claims),
+        Cbor::Bytes(signature),
+    ]);
+    let message = Cbor::Tag(61, Box::new(Cbor::Tag(18, Box::new(sign1))));
+    base64url(&cbor(&message))
+}
+
+fn cbor(value: &ciborium::value::Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = ciborium::ser::into_writer(value, &mut out);
+    out
+}
+
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Base64url without padding (RFC 7515 section 2).

@@ -210,7 +210,13 @@ pub fn read_case_file(path: &Path) -> Result<CaseFile, String> {
     parsed.map_err(|e| format!("`{}`: {e}", path.display()))
 }
 
-fn configuration(file: &CaseFile, path: &Path) -> Result<Vec<u8>, String> {
+/// The plugin configuration a case file names, as bytes.
+///
+/// # Errors
+///
+/// None or several of `policy`, `configuration` and `config` are given, or
+/// the file they name cannot be read.
+pub fn configuration(file: &CaseFile, path: &Path) -> Result<Vec<u8>, String> {
     let base = path.parent().unwrap_or(Path::new("."));
     let given = [
         file.policy.is_some(),

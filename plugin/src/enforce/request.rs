@@ -137,7 +137,9 @@ fn carry_out(config: &Config, decision: &Decision, request_id: &str) -> Handled 
 /// Removes the credential and attaches the identity for the upstream.
 fn forward(config: &Config, decision: &Decision) {
     match decision.credential {
-        Some(CredentialKind::Jwt | CredentialKind::BoundJwt) => remove_header("authorization"),
+        Some(CredentialKind::Jwt | CredentialKind::BoundJwt | CredentialKind::Cwt) => {
+            remove_header("authorization")
+        }
         Some(CredentialKind::ApiKey) => remove_header(config.api_key_header()),
         Some(CredentialKind::Mtls) | None => {}
     }

@@ -131,6 +131,33 @@ mod tests {
         assert_eq!(decode(b"Zm9v\nZ8"), Err(Base64Error::Alphabet));
     }
 
+    /// Every string of up to three characters over the alphabet and `=`:
+    /// whatever decodes has exactly one spelling, the one `encode` gives.
+    #[test]
+    fn every_accepted_string_is_the_canonical_spelling() {
+        let symbols: Vec<u8> = ALPHABET.iter().copied().chain([b'=']).collect();
+        let mut accepted = 0;
+        for len in 0..=3 {
+            let mut indices = vec![0usize; len];
+            loop {
+                let text: Vec<u8> = indices.iter().map(|&i| symbols[i]).collect();
+                if let Ok(bytes) = decode(&text) {
+                    assert_eq!(encode(&bytes).as_bytes(), text.as_slice());
+                    accepted += 1;
+                }
+                let Some(position) = indices.iter().rposition(|&i| i + 1 < symbols.len()) else {
+                    break;
+                };
+                indices[position] += 1;
+                for later in &mut indices[position + 1..] {
+                    *later = 0;
+                }
+            }
+        }
+        // "", then 2^8 one-byte and 2^16 two-byte strings.
+        assert_eq!(accepted, 1 + 256 + 65536);
+    }
+
     #[test]
     fn refuses_impossible_lengths_and_unused_bits() {
         assert_eq!(decode(b"Zm9vY"), Err(Base64Error::Length));

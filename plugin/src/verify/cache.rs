@@ -19,10 +19,15 @@
 //! - Total size (tokens, claims kept, and a fixed per-entry overhead) stays
 //!   under the capacity given at construction; the oldest entries are evicted
 //!   first.
+//! - CWTs share the cache through [`Issuers::verify_cwt_cached`] (raw CBOR)
+//!   and [`Issuers::verify_cwt_text_cached`] (base64url, as a bearer token
+//!   carries it); an entry records which format it was verified as and
+//!   answers only for it.
 //! - The cache remembers which compiled [`Issuers`] filled it and empties
 //!   itself when used with another one, so a policy reload can never serve a
 //!   token verified under the old keys.
 
+use super::cwt::MAX_CWT_LEN;
 use super::error::TokenError;
 use super::issuer::Issuers;
 use super::jwt::{MAX_TOKEN_LEN, VerifiedToken};
@@ -60,7 +65,8 @@ pub struct TokenCache {
 }
 
 struct Entry {
-    token: Box<str>,
+    format: Format,
+    token: Box<[u8]>,
     verified: VerifiedToken,
     valid_until: u64,
     serial: u64,
@@ -136,12 +142,12 @@ impl TokenCache {
     }
 
     /// The cached verification of `token`, if it is still valid at `now`.
-    fn get(&mut self, token: &str, now: u64) -> Option<VerifiedToken> {
-        let key = self.hasher.hash_one(token.as_bytes());
+    fn get(&mut self, format: Format, token: &[u8], now: u64) -> Option<VerifiedToken> {
+        let key = self.hasher.hash_one((format, token));
         let entry = self.entries.get(&key)?;
         // Constant time, so a colliding token learns nothing about the stored
         // one from how long the comparison took.
-        if !bool::from(entry.token.as_bytes().ct_eq(token.as_bytes())) {
+        if entry.format != format || !bool::from(entry.token.ct_eq(token)) {
             return None;
         }
         if now >= entry.valid_until {
@@ -152,7 +158,7 @@ impl TokenCache {
     }
 
     /// Stores a verification valid until `valid_until` (exclusive).
-    fn insert(&mut self, token: &str, verified: &VerifiedToken, valid_until: u64) {
+    fn insert(&mut self, format: Format, token: &[u8], verified: &VerifiedToken, valid_until: u64) {
         let cost = ENTRY_OVERHEAD
             + token.len()
             + verified.issuer.len()
@@ -167,7 +173,7 @@ impl TokenCache {
             return;
         }
 
-        let key = self.hasher.hash_one(token.as_bytes());
+        let key = self.hasher.hash_one((format, token));
         self.remove(key);
         while self.used + cost > self.capacity && self.evict_oldest() {}
 
@@ -176,6 +182,7 @@ impl TokenCache {
         self.order.push_back((key, serial));
         self.used += cost;
         let entry = Entry {
+            format,
             token: token.into(),
             verified: verified.clone(),
             valid_until,
@@ -231,21 +238,73 @@ impl Issuers {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLarge("token"));
         }
+        self.through_cache(cache, Format::Jwt, token.as_bytes(), now, || {
+            self.verify(token, now)
+        })
+    }
 
+    /// [`Issuers::verify_cwt`], answered from `cache` when the same CWT was
+    /// verified before and is still valid at `now`. JWTs and CWTs share the
+    /// cache and its byte bound, and never answer for each other.
+    ///
+    /// # Errors
+    ///
+    /// The first guard step the token fails; failures are never cached.
+    pub fn verify_cwt_cached(
+        &self,
+        cache: &mut TokenCache,
+        cwt: &[u8],
+        now: u64,
+    ) -> Result<VerifiedToken, TokenError> {
+        if cwt.len() > MAX_CWT_LEN {
+            return Err(TokenError::TooLarge("token"));
+        }
+        self.through_cache(cache, Format::Cwt, cwt, now, || self.verify_cwt(cwt, now))
+    }
+
+    /// [`Issuers::verify_cwt_text`] (a base64url CWT, as a bearer token
+    /// carries it), answered from `cache` when the same text was verified
+    /// before and is still valid at `now`.
+    ///
+    /// # Errors
+    ///
+    /// The first guard step the token fails; failures are never cached.
+    pub fn verify_cwt_text_cached(
+        &self,
+        cache: &mut TokenCache,
+        text: &str,
+        now: u64,
+    ) -> Result<VerifiedToken, TokenError> {
+        if text.len() > MAX_CWT_LEN.div_ceil(3) * 4 {
+            return Err(TokenError::TooLarge("token"));
+        }
+        self.through_cache(cache, Format::CwtText, text.as_bytes(), now, || {
+            self.verify_cwt_text(text, now)
+        })
+    }
+
+    fn through_cache(
+        &self,
+        cache: &mut TokenCache,
+        format: Format,
+        token: &[u8],
+        now: u64,
+        verify: impl FnOnce() -> Result<VerifiedToken, TokenError>,
+    ) -> Result<VerifiedToken, TokenError> {
         cache.bind(self.generation);
-        if let Some(verified) = cache.get(token, now) {
+        if let Some(verified) = cache.get(format, token, now) {
             cache.hits += 1;
             return Ok(verified);
         }
         cache.misses += 1;
 
-        let verified = self.verify(token, now)?;
+        let verified = verify()?;
         let skew = self.clock_skew_of(&verified.issuer);
         let until_exp = verified
             .expires_at
             .map_or(u64::MAX, |exp| exp.saturating_add(skew));
         let valid_until = until_exp.min(now.saturating_add(MAX_ENTRY_SECS));
-        cache.insert(token, &verified, valid_until);
+        cache.insert(format, token, &verified, valid_until);
         Ok(verified)
     }
 
@@ -255,6 +314,14 @@ impl Issuers {
             .find(|i| i.name == name)
             .map_or(0, |i| i.rules.clock_skew)
     }
+}
+
+/// Which encoding a cached token was verified as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Format {
+    Jwt,
+    Cwt,
+    CwtText,
 }
 
 /// A hasher for keys that already are hashes.

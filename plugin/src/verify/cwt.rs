@@ -63,6 +63,36 @@ struct Cose {
 }
 
 impl Issuers {
+    /// Verifies a CWT sent as a bearer token: base64url without padding, as
+    /// a compact JWS is, but without its dots.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::TooLarge`] and [`TokenError::Encoding`] before any
+    /// decoding of CBOR, then as [`Issuers::verify_cwt`].
+    pub fn verify_cwt_text(&self, text: &str, now: u64) -> Result<VerifiedToken, TokenError> {
+        if text.len() > MAX_CWT_LEN.div_ceil(3) * 4 {
+            return Err(TokenError::TooLarge("token"));
+        }
+        let bytes = super::base64url::decode(text.as_bytes())
+            .map_err(|_| TokenError::Encoding(super::error::Segment::Payload))?;
+        self.verify_cwt(&bytes, now)
+    }
+
+    /// The policy name of the issuer a base64url CWT claims, read without
+    /// verifying anything: for deciding whether to wait for keys, never for
+    /// trusting the token.
+    pub(crate) fn claimed_cwt_issuer(&self, text: &str) -> Option<&str> {
+        if text.len() > MAX_CWT_LEN.div_ceil(3) * 4 {
+            return None;
+        }
+        let bytes = super::base64url::decode(text.as_bytes()).ok()?;
+        let cose = Cose::parse(&bytes).ok()?;
+        let claims = parse_claims(&cose.payload).ok()?;
+        let issuer = self.by_iss(claims.iss.as_deref()?)?;
+        Some(issuer.name.as_str())
+    }
+
     /// Verifies a CWT (the raw CBOR bytes) at `now` (seconds since the Unix
     /// epoch).
     ///
@@ -75,6 +105,9 @@ impl Issuers {
         let claims = parse_claims(&cose.payload)?;
         let iss = claims.iss.as_deref().ok_or(TokenError::IssuerMissing)?;
         let issuer = self.by_iss(iss).ok_or(TokenError::IssuerUnknown)?;
+        if issuer.keys.is_empty() {
+            return Err(TokenError::KeysUnavailable);
+        }
 
         let alg = cose.allowed_algorithm(&issuer.algorithms)?;
         if !issuer.accepts_typ(cose.typ.as_deref()) {
@@ -126,12 +159,34 @@ fn decode_strict(bytes: &[u8]) -> Option<Value> {
 
     let mut encoded = Vec::with_capacity(bytes.len());
     ciborium::ser::into_writer(&value, &mut encoded).ok()?;
-    if encoded != bytes || has_duplicate_keys(&value) {
+    if encoded != bytes || has_oversize_map(&value) || has_duplicate_keys(&value) {
         return None;
     }
     Some(value)
 }
 
+/// The most entries a CBOR map may have. The duplicate check compares keys
+/// pairwise, so this bounds its work (with [`MAX_CWT_LEN`] bounding the
+/// number of maps).
+pub const MAX_MAP_ENTRIES: usize = 128;
+
+/// Whether any map, at any depth, is over [`MAX_MAP_ENTRIES`].
+fn has_oversize_map(value: &Value) -> bool {
+    match value {
+        Value::Map(entries) => {
+            entries.len() > MAX_MAP_ENTRIES
+                || entries
+                    .iter()
+                    .any(|(k, v)| has_oversize_map(k) || has_oversize_map(v))
+        }
+        Value::Array(items) => items.iter().any(has_oversize_map),
+        Value::Tag(_, inner) => has_oversize_map(inner),
+        _ => false,
+    }
+}
+
+/// Whether any map, at any depth, repeats a key. Call only on values that
+/// passed [`has_oversize_map`].
 fn has_duplicate_keys(value: &Value) -> bool {
     match value {
         Value::Map(entries) => {
@@ -312,7 +367,7 @@ fn parse_protected(bytes: &[u8]) -> Result<Vec<(Value, Value)>, TokenError> {
         Some(Value::Map(entries)) => Ok(entries),
         Some(_) => Err(TokenError::HeaderMalformed("protected header is not a map")),
         None if ciborium::de::from_reader::<Value, _>(bytes)
-            .is_ok_and(|v| has_duplicate_keys(&v)) =>
+            .is_ok_and(|v| !has_oversize_map(&v) && has_duplicate_keys(&v)) =>
         {
             Err(TokenError::HeaderDuplicateMember)
         }
@@ -335,7 +390,7 @@ fn parse_claims(payload: &[u8]) -> Result<Claims, TokenError> {
         Some(Value::Map(entries)) => entries,
         Some(_) => return Err(TokenError::ClaimsMalformed("not a CBOR map")),
         None if ciborium::de::from_reader::<Value, _>(payload)
-            .is_ok_and(|v| has_duplicate_keys(&v)) =>
+            .is_ok_and(|v| !has_oversize_map(&v) && has_duplicate_keys(&v)) =>
         {
             return Err(TokenError::ClaimsDuplicateMember);
         }
@@ -412,5 +467,12 @@ mod tests {
         assert_eq!(decode_strict(&[0x01, 0x01]), None);
         // {1: 1, 1: 2}
         assert_eq!(decode_strict(&[0xa2, 0x01, 0x01, 0x01, 0x02]), None);
+        // A map of MAX_MAP_ENTRIES + 1 distinct keys.
+        let entries = (0..=MAX_MAP_ENTRIES as i64)
+            .map(|i| (Value::Integer(i.into()), Value::Null))
+            .collect();
+        let mut big = Vec::new();
+        ciborium::ser::into_writer(&Value::Map(entries), &mut big).unwrap();
+        assert_eq!(decode_strict(&big), None);
     }
 }

@@ -15,7 +15,10 @@
 //! - after a failure, again after a backoff that doubles from 1 second up
 //!   to 60 seconds.
 //!
-//! Only one fetch per issuer is ever in flight. When fetches keep failing,
+//! Only one fetch per issuer is ever in flight, and the VMs of one proxy
+//! (Envoy runs one per worker) share it: the VM that fetches takes a lease
+//! in the proxy's shared data first and publishes what it installed there;
+//! the others adopt it on their next tick. When fetches keep failing,
 //! the last good keys stay in use until `max_stale_secs` past
 //! `refresh_secs`; after that they are dropped and tokens from the issuer
 //! get 503 `keys_unavailable`, never a silent allow.
@@ -116,6 +119,7 @@ pub struct KeyFetcher {
     in_flight: Option<u32>,
     last_forced: Option<u64>,
     wanted: bool,
+    version: u64,
 }
 
 impl KeyFetcher {
@@ -130,6 +134,7 @@ impl KeyFetcher {
             in_flight: None,
             last_forced: None,
             wanted: false,
+            version: 0,
         }
     }
 
@@ -182,7 +187,7 @@ impl KeyFetcher {
         self.in_flight == Some(token)
     }
 
-    /// A fetched set was installed.
+    /// A fetched set was installed; `now` in seconds.
     pub fn succeeded(&mut self, now: u64) {
         self.in_flight = None;
         self.installed_at = Some(now);
@@ -203,6 +208,45 @@ impl KeyFetcher {
         let stale = self.spec.max_stale_secs.unwrap_or(DEFAULT_MAX_STALE_SECS);
         self.installed_at
             .is_some_and(|at| now >= at + self.spec.refresh() + stale)
+    }
+
+    /// Keys fetched by another VM at `fetched_at` (seconds; `version` is
+    /// the same instant in milliseconds) were installed here.
+    pub fn adopted(&mut self, fetched_at: u64, version: u64) {
+        self.version = version;
+        self.installed_at = Some(fetched_at);
+        self.failures = 0;
+        self.wanted = false;
+        self.next_attempt = fetched_at + self.spec.refresh() * 3 / 4;
+    }
+
+    /// The set of this version (milliseconds) is installed here, or was
+    /// seen and refused: either way, not to be adopted again.
+    pub fn saw_version(&mut self, version: u64) {
+        self.version = version;
+    }
+
+    /// The millisecond at which the installed set was fetched, here or by
+    /// another VM; 0 before any.
+    pub fn installed_version(&self) -> u64 {
+        self.version
+    }
+
+    /// A due fetch was left to another VM that holds the fetch lease: look
+    /// again in a second.
+    pub fn deferred(&mut self, now: u64) {
+        self.wanted = false;
+        self.next_attempt = now + 1;
+    }
+
+    /// The name under which VMs of one proxy share this source's key set:
+    /// two issuers fetching from the same place share it, and a changed
+    /// source never inherits another's keys.
+    pub fn shared_key(&self) -> String {
+        format!(
+            "warden/jwks/{}/{}{}",
+            self.spec.cluster, self.spec.authority, self.spec.path
+        )
     }
 
     /// Forgets the installed keys (after [`KeyFetcher::expired`]).

@@ -2,11 +2,12 @@
 //! them, and the signature checks made with their keys.
 //!
 //! A set is refused whole when any key in it is malformed or weak: RSA
-//! moduli under 2048 bits, public exponents the RSA crate refuses, points off
-//! their curve, small-order Ed25519 keys, HMAC secrets shorter than their
-//! hash, private key material in a public set, members of another key type,
-//! `use` and `key_ops` that disagree, repeated `kid`s, and shared secrets
-//! beside public keys. Keys meant for encryption (`use: enc`, `key_ops`
+//! moduli under 2048 bits (or over 4096, which would make every request pay
+//! for a slow verification), moduli with the ROCA fingerprint, public
+//! exponents the RSA crate refuses, points off their curve, small-order
+//! Ed25519 keys, HMAC secrets shorter than their hash, private key material
+//! in a public set, members of another key type, `use` and `key_ops` that
+//! disagree, repeated `kid`s, and shared secrets beside public keys. Keys meant for encryption (`use: enc`, `key_ops`
 //! without `verify`, or an encryption `alg`) are kept, so that a provider's
 //! full set loads, but never verify anything.
 
@@ -24,6 +25,11 @@ use std::fmt;
 /// The most keys one set may hold; it bounds the keys a `kid`-less token can
 /// be tried against.
 pub const MAX_KEYS: usize = 32;
+
+/// The most keys a token without a `kid` is tried against: two covers a key
+/// rotation, and the bound keeps a forged token from costing one signature
+/// check per key of a large set. Beyond it, a token must name its key.
+pub const MAX_KIDLESS_CANDIDATES: usize = 2;
 
 /// The longest `kid`, in bytes, in a key set or a token header.
 pub const MAX_KID_LEN: usize = 256;
@@ -238,7 +244,8 @@ impl KeySet {
     /// against.
     ///
     /// A `kid` is an exact lookup key. Without one, a set of one key offers
-    /// that key, and a larger set offers every key that fits `alg`.
+    /// that key, and a larger set offers the keys that fit `alg`, when there
+    /// are at most [`MAX_KIDLESS_CANDIDATES`] of them.
     ///
     /// # Errors
     ///
@@ -269,14 +276,17 @@ impl KeySet {
             .iter()
             .filter(|key| key.check_usable(alg).is_ok())
             .collect();
-        if fitting.is_empty() {
+        if fitting.is_empty() || fitting.len() > MAX_KIDLESS_CANDIDATES {
             return Err(TokenError::KeyUnknown);
         }
         Ok(fitting)
     }
 
-    /// Verifies `signature` over `message` with the keys [`Self::candidates`]
-    /// offers, returning the `kid` of the key that verified it.
+    /// Verifies `signature` over `message` with the keys a token may be
+    /// checked against (an exact `kid` match; without a `kid`, the only key,
+    /// or the keys that fit `alg` when there are at most
+    /// [`MAX_KIDLESS_CANDIDATES`]), returning the `kid` of the key that
+    /// verified it.
     ///
     /// # Errors
     ///

@@ -243,3 +243,62 @@ pub fn spec_with(algorithms: &[&str], jwks: Value) -> IssuerSpec {
 pub fn issuers(algorithms: &[&str], keys: &[&TestKey]) -> Issuers {
     Issuers::compile(&[spec(algorithms, keys)]).unwrap()
 }
+
+/// CBOR values, for the CWT tests.
+pub use ciborium::value::Value as Cbor;
+
+/// Encodes a CBOR value.
+pub fn cbor(value: &Cbor) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(value, &mut out).unwrap();
+    out
+}
+
+/// A CBOR integer.
+pub fn int(i: i64) -> Cbor {
+    Cbor::Integer(i.into())
+}
+
+/// CWT claims valid at [`NOW`] for the test issuer.
+pub fn claims_cbor() -> Vec<u8> {
+    cbor(&Cbor::Map(vec![
+        (int(1), Cbor::Text(ISS.into())),
+        (int(2), Cbor::Text("svc-billing".into())),
+        (int(3), Cbor::Text(AUD.into())),
+        (int(4), int(NOW as i64 + 3600)),
+        (int(6), int(NOW as i64 - 60)),
+    ]))
+}
+
+/// A COSE message of `tag` signed (or MACed) by `key` under `alg_name`.
+pub fn cose(
+    key: &TestKey,
+    alg_name: &str,
+    tag: u64,
+    protected: Vec<(Cbor, Cbor)>,
+    unprotected: Vec<(Cbor, Cbor)>,
+    payload: &[u8],
+) -> Vec<u8> {
+    let protected = if protected.is_empty() {
+        Vec::new()
+    } else {
+        cbor(&Cbor::Map(protected))
+    };
+    let context = if tag == 17 { "MAC0" } else { "Signature1" };
+    let to_sign = cbor(&Cbor::Array(vec![
+        Cbor::Text(context.into()),
+        Cbor::Bytes(protected.clone()),
+        Cbor::Bytes(Vec::new()),
+        Cbor::Bytes(payload.to_vec()),
+    ]));
+    let signature = key.sign(alg_name, &to_sign);
+    cbor(&Cbor::Tag(
+        tag,
+        Box::new(Cbor::Array(vec![
+            Cbor::Bytes(protected),
+            Cbor::Map(unprotected),
+            Cbor::Bytes(payload.to_vec()),
+            Cbor::Bytes(signature),
+        ])),
+    ))
+}
