@@ -494,7 +494,9 @@ impl Plugin {
 
     /// Moves the clock forward by `millis`, firing ticks, answering
     /// callouts and delivering queue notifications that fall due on the
-    /// way, in time order.
+    /// way, in time order. At most 100,000 events are delivered (a tick
+    /// every millisecond for 100 seconds); past that the clock jumps to
+    /// the target and later timers fire from there.
     pub fn advance(&mut self, millis: u64) {
         let target = self
             .world
