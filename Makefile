@@ -12,6 +12,7 @@ demo:
 ## Every check and every test, as CI runs them.
 test: setup lint wasm
 	cargo test --workspace --no-fail-fast
+	bash plugin/tests/on-wasm.sh
 
 setup:
 	bash examples/setup.sh

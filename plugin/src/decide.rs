@@ -200,7 +200,7 @@ fn prove<'c>(
                 let verified = policy.issuers().verify_cached(cache, token, now);
                 (verified.map_err(token_denial)?, CredentialKind::Jwt)
             } else {
-                let verified = policy.issuers().verify_cwt_text(token, now);
+                let verified = policy.issuers().verify_cwt_text_cached(cache, token, now);
                 (verified.map_err(token_denial)?, CredentialKind::Cwt)
             };
             let (identity, bound) =
