@@ -780,9 +780,11 @@ impl Plugin {
             return;
         };
         let forwarded = Forwarded {
-            headers: to_headers(
-                &profile.upstream_request_headers(&stream.request_headers, stream.chunked),
-            ),
+            headers: to_headers(&profile.upstream_request_headers(
+                &stream.request_headers,
+                stream.chunked,
+                &body,
+            )),
             body: String::from_utf8_lossy(&body).into_owned(),
             trailers: stream
                 .request_trailers
