@@ -180,7 +180,8 @@ impl Profile {
     /// HTTP/1.1 codec adds: `transfer-encoding: chunked` for a body the
     /// client sent chunked, or `content-length: 0` for a request without a
     /// body whose method may carry one (anything but `GET`, `HEAD` and
-    /// `DELETE`; the corpus checks `POST`, `DELETE` and `OPTIONS`).
+    /// `DELETE`; the corpus checks `POST`, `PATCH` and `DELETE`, the policy
+    /// cases `PUT`).
     pub(crate) fn upstream_request_headers(
         &self,
         headers: &Pairs,
