@@ -62,8 +62,12 @@ OPTIONS (check):
                            Callouts to clusters not scripted get
                            `BadArgument`, as Envoy answers for an unknown
                            cluster.
-    --fail-open            On a trap, let the request through (Envoy's
-                           FAIL_OPEN). Defaults to failing closed with 503.
+    --failure-policy P     What a trap does: `closed` answers 503 and keeps
+                           the VM failed (Envoy's default, FAIL_CLOSED),
+                           `open` lets requests through (FAIL_OPEN),
+                           `reload` answers 503 and starts a fresh VM for
+                           the next request (FAIL_RELOAD). Defaults to
+                           `closed`.
     --log-level LEVEL      trace, debug, info, warning, error or critical.
                            Defaults to info, Envoy's default.
     --transcript           Also print every host call, both directions, to
@@ -267,11 +271,14 @@ fn log_level(text: &str) -> Result<LogLevel, String> {
     })
 }
 
-fn failure_policy(fail_open: bool) -> FailurePolicy {
-    if fail_open {
-        FailurePolicy::FailOpen
-    } else {
-        FailurePolicy::FailClosed
+fn failure_policy(text: &str) -> Result<FailurePolicy, String> {
+    match text {
+        "closed" => Ok(FailurePolicy::FailClosed),
+        "open" => Ok(FailurePolicy::FailOpen),
+        "reload" => Ok(FailurePolicy::FailReload),
+        other => Err(format!(
+            "`--failure-policy {other}`: expected `closed`, `open` or `reload`"
+        )),
     }
 }
 

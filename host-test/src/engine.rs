@@ -168,16 +168,53 @@ impl Engine {
     }
 
     fn compile_or_fetch(&self, wasm: &[u8], digest: &[u8; 32]) -> Result<Module> {
-        let path = self.cache_path(digest);
-        if let Some(module) = path.as_deref().and_then(|path| self.fetch(path)) {
+        let Some(path) = self.cache_path(digest) else {
+            return self.compile(wasm);
+        };
+        if let Some(module) = self.fetch(&path) {
             return Ok(module);
         }
-        let module = Module::new(&self.inner.engine, wasm)
-            .map_err(|e| Error::wasm("compiling module", &e))?;
-        if let Some(path) = path {
-            store(&module, &path);
+        // Parallel tests (threads or processes) load the same filter at
+        // once: one compiles, the others wait for its cache entry.
+        let lock = path.with_extension("lock");
+        let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
+        let owner = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock)
+            .is_ok();
+        if !owner && let Some(module) = self.wait_for(&path, &lock) {
+            return Ok(module);
         }
-        Ok(module)
+        let module = self.compile(wasm);
+        if let Ok(module) = &module {
+            store(module, &path);
+        }
+        if owner {
+            let _ = std::fs::remove_file(&lock);
+        }
+        module
+    }
+
+    fn compile(&self, wasm: &[u8]) -> Result<Module> {
+        Module::new(&self.inner.engine, wasm).map_err(|e| Error::wasm("compiling module", &e))
+    }
+
+    /// Waits, at most two minutes, for another compiler to publish the
+    /// entry. A lock left by a process that died is removed after that.
+    fn wait_for(&self, path: &Path, lock: &Path) -> Option<Module> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            if let Some(module) = self.fetch(path) {
+                return Some(module);
+            }
+            if !lock.exists() {
+                return self.fetch(path);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        let _ = std::fs::remove_file(lock);
+        None
     }
 
     /// Reads a cached compilation. A missing or unusable entry is a cache

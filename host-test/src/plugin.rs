@@ -32,6 +32,10 @@ pub enum FailurePolicy {
     FailClosed,
     /// Let requests through as if the filter were absent.
     FailOpen,
+    /// Answer the failing request as [`FailurePolicy::FailClosed`] does,
+    /// then start a fresh VM for the worker's next request. Envoy's
+    /// `FAIL_RELOAD`, used by `examples/envoy/envoy.yaml`.
+    FailReload,
 }
 
 /// Identifies an open stream: the worker (VM) and the context id there.
@@ -180,6 +184,8 @@ impl PluginBuilder {
             vms.push(vm);
         }
         Ok(Plugin {
+            filter: self.filter,
+            record: self.record,
             info,
             world,
             vms,
@@ -234,6 +240,8 @@ struct Run {
 
 /// A running plugin.
 pub struct Plugin {
+    filter: Filter,
+    record: bool,
     info: Arc<PluginInfo>,
     world: World,
     vms: Vec<Vm>,
@@ -402,6 +410,7 @@ impl Plugin {
     /// As [`Plugin::send_on`].
     pub fn begin_on(&mut self, worker: usize, request: Request) -> Result<StreamId> {
         self.collect_background();
+        self.reload_if_failed(worker)?;
         if let Some(time) = &request.time {
             self.world
                 .set_now_ns(time.unix_nanos().map_err(Error::invalid)?);
@@ -485,7 +494,9 @@ impl Plugin {
 
     /// Moves the clock forward by `millis`, firing ticks, answering
     /// callouts and delivering queue notifications that fall due on the
-    /// way, in time order.
+    /// way, in time order. At most 100,000 events are delivered (a tick
+    /// every millisecond for 100 seconds); past that the clock jumps to
+    /// the target and later timers fire from there.
     pub fn advance(&mut self, millis: u64) {
         let target = self
             .world
@@ -498,6 +509,28 @@ impl Plugin {
         }
         self.world.set_now_ns(target.max(self.world.now_ns()));
         self.collect_background();
+    }
+
+    /// Under [`FailurePolicy::FailReload`], replaces a failed VM with a
+    /// fresh one before the worker's next request.
+    fn reload_if_failed(&mut self, worker: usize) -> Result<()> {
+        let failed = self.vms.get(worker).is_some_and(|vm| vm.failed.is_some());
+        if !failed || self.policy != FailurePolicy::FailReload {
+            return Ok(());
+        }
+        let mut vm = Vm::start(
+            &self.filter,
+            self.info.clone(),
+            self.world.clone(),
+            worker,
+            self.record,
+        )?;
+        self.logs.append(&mut vm.state_mut().logs);
+        self.transcript.append(vm.state_mut().transcript.take());
+        if let Some(slot) = self.vms.get_mut(worker) {
+            *slot = vm;
+        }
+        Ok(())
     }
 
     fn collect(&mut self, run: &mut Run) {
@@ -747,9 +780,11 @@ impl Plugin {
             return;
         };
         let forwarded = Forwarded {
-            headers: to_headers(
-                &profile.upstream_request_headers(&stream.request_headers, stream.chunked),
-            ),
+            headers: to_headers(&profile.upstream_request_headers(
+                &stream.request_headers,
+                stream.chunked,
+                &body,
+            )),
             body: String::from_utf8_lossy(&body).into_owned(),
             trailers: stream
                 .request_trailers

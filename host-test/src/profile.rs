@@ -176,16 +176,36 @@ impl Profile {
     }
 
     /// The request headers the upstream receives: the filter's result plus
-    /// the router's `x-envoy-expected-rq-timeout-ms`, and the codec's
-    /// `transfer-encoding: chunked` for a body the client sent chunked.
-    pub(crate) fn upstream_request_headers(&self, headers: &Pairs, chunked: bool) -> Pairs {
+    /// the router's `x-envoy-expected-rq-timeout-ms`, then what the
+    /// HTTP/1.1 codec adds: `transfer-encoding: chunked` for a body the
+    /// client sent chunked, or `content-length: 0` for a request without a
+    /// body whose method may carry one (anything but `GET`, `HEAD` and
+    /// `DELETE`; the corpus checks `POST`, `PATCH` and `DELETE`, the policy
+    /// cases `PUT`).
+    pub(crate) fn upstream_request_headers(
+        &self,
+        headers: &Pairs,
+        chunked: bool,
+        body: &[u8],
+    ) -> Pairs {
         let mut pairs = headers.clone();
         pairs.push((
             b"x-envoy-expected-rq-timeout-ms".to_vec(),
             self.route_timeout_ms.to_string().into_bytes(),
         ));
+        let has = |name: &[u8]| pairs.iter().any(|(key, _)| key == name);
+        let method = pairs
+            .iter()
+            .find(|(key, _)| key == b":method")
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default();
         if chunked {
             pairs.push((b"transfer-encoding".to_vec(), b"chunked".to_vec()));
+        } else if body.is_empty()
+            && !has(b"content-length")
+            && !matches!(method.as_slice(), b"GET" | b"HEAD" | b"DELETE")
+        {
+            pairs.push((b"content-length".to_vec(), b"0".to_vec()));
         }
         pairs
     }

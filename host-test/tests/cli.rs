@@ -40,7 +40,7 @@ fn help_lists_both_commands_and_every_option() {
         "warden test [OPTIONS] DIR",
         "--config FILE",
         "--upstream SPEC",
-        "--fail-open",
+        "--failure-policy P",
         "--transcript",
         "--cache-dir DIR",
         "EXIT STATUS",

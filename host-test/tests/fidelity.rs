@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use warden_host_test::cli::suite::{configuration, read_case_file};
 use warden_host_test::envoy::{Envoy, Options};
 use warden_host_test::{
     CalloutAnswer, Engine, Filter, Headers, Outcome, Profile, Request, UpstreamResponse, testing,
@@ -504,6 +505,181 @@ fn harness_and_envoy_agree_on_every_scenario() {
         results.len() - failures.len(),
         failures.len()
     );
+    assert!(
+        failures.is_empty(),
+        "harness and Envoy differ:\n\n{}",
+        failures.join("\n\n")
+    );
+}
+
+/// Normalizes a log message: a JSON object (Warden's decision record)
+/// loses its wall-clock `ts`, which differs between runs by nature.
+fn without_timestamp(message: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(message) {
+        Ok(serde_json::Value::Object(mut object)) => {
+            object.remove("ts");
+            serde_json::Value::Object(object).to_string()
+        }
+        _ => message.to_owned(),
+    }
+}
+
+/// Warden itself, `warden.wasm` with the policy of `tests/policy-cases`,
+/// in the harness and in Envoy with the shipped `examples/envoy/envoy.yaml`:
+/// status, the headers and body the client gets, the headers the
+/// upstream gets, and the decision records.
+#[test]
+fn warden_agrees_with_envoy_on_the_policy_cases() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/policy-cases");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let wasm = testing::warden_wasm();
+    let filter = Engine::new().unwrap().load_file(&wasm).unwrap();
+    let profile = Profile {
+        local_address: local_address(),
+        ..Profile::envoy()
+    };
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for path in &files {
+        let file = read_case_file(path).unwrap();
+        let config = String::from_utf8(configuration(&file, path).unwrap()).unwrap();
+        let envoy = Envoy::start(&config, &wasm).unwrap();
+        // Cases that need the harness's clock or scripted callouts have no
+        // counterpart in a real Envoy.
+        let cases = file
+            .cases
+            .iter()
+            .filter(|case| case.request.time.is_none() && file.upstreams.is_empty());
+        for case in cases {
+            compared += 1;
+            let mut plugin = filter
+                .plugin()
+                .name("warden")
+                .root_id("warden")
+                .vm_id("warden")
+                .profile(profile.clone())
+                .failure_policy(warden_host_test::FailurePolicy::FailReload)
+                .configuration(config.clone())
+                .start()
+                .unwrap();
+            let exchange = plugin.send(case.request.clone()).unwrap();
+            let before = envoy.log().len();
+            let response = envoy.request_raw(&wire(&case.request)).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let records = loop {
+                let log = envoy.log();
+                let records: Vec<String> = log[before..]
+                    .lines()
+                    .filter(|line| line.contains("[wasm]") && line.contains("\"policy_revision\""))
+                    .filter_map(|line| {
+                        line.find('{')
+                            .map(|at| mask(&without_timestamp(&line[at..])))
+                    })
+                    .collect();
+                if !records.is_empty() || Instant::now() > deadline {
+                    break records;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let harness_records: Vec<String> = exchange
+                .outcome
+                .logs
+                .iter()
+                .filter(|line| line.message.contains("\"policy_revision\""))
+                .map(|line| mask(&without_timestamp(&line.message)))
+                .collect();
+            let echoed = response.json();
+            let envoy_upstream: Vec<(String, String)> = match echoed.get("headers") {
+                Some(serde_json::Value::Array(pairs)) if response.status == 200 => pairs
+                    .iter()
+                    .filter_map(|pair| {
+                        Some((
+                            pair.get(0)?.as_str()?.to_owned(),
+                            mask(pair.get(1)?.as_str()?),
+                        ))
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let harness_upstream: Vec<(String, String)> = exchange
+                .outcome
+                .upstream
+                .as_ref()
+                .map(|f| {
+                    upstream_view(&f.headers)
+                        .into_iter()
+                        .map(|(k, v)| (k, mask(&v)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let client = |headers: &[(String, String)]| -> Vec<(String, String)> {
+                headers
+                    .iter()
+                    .filter(|(k, _)| !VOLATILE_HEADERS.contains(&k.as_str()))
+                    .filter(|(k, _)| {
+                        response.status != 200 || (k != "content-length" && k != "content-type")
+                    })
+                    .map(|(k, v)| (k.clone(), mask(v)))
+                    .collect()
+            };
+            let mut diffs = Vec::new();
+            let mut field = |name: &str, h: String, e: String| {
+                if h != e {
+                    diffs.push(format!("  {name}:\n    harness: {h}\n    envoy:   {e}"));
+                }
+            };
+            field(
+                "status",
+                format!("{:?}", exchange.outcome.status),
+                format!("{:?}", Some(response.status)),
+            );
+            field(
+                "headers",
+                format!("{:?}", client(&exchange.outcome.headers.0)),
+                format!("{:?}", client(&response.headers)),
+            );
+            if response.status != 200 {
+                field(
+                    "body",
+                    mask(&exchange.outcome.body),
+                    mask(&String::from_utf8_lossy(&response.body)),
+                );
+            } else {
+                field(
+                    "upstream headers",
+                    format!("{harness_upstream:?}"),
+                    format!("{envoy_upstream:?}"),
+                );
+            }
+            field(
+                "decision records",
+                format!("{harness_records:?}"),
+                format!("{records:?}"),
+            );
+            // Warden records every request: an empty pair would compare
+            // nothing.
+            field(
+                "record count",
+                harness_records.len().to_string(),
+                "1".to_owned(),
+            );
+            if !diffs.is_empty() {
+                failures.push(format!(
+                    "{}: {}:\n{}",
+                    path.display(),
+                    case.name,
+                    diffs.join("\n")
+                ));
+            }
+        }
+    }
+    assert!(compared >= 6, "only {compared} policy cases compared");
+    println!("{compared} warden cases, {} differ", failures.len());
     assert!(
         failures.is_empty(),
         "harness and Envoy differ:\n\n{}",

@@ -328,3 +328,149 @@ fn concurrent_streams_interleave() {
     a.assert_logged("info", "get_header request_headers x-n = Ok(Some(\"1\"))");
     b.assert_logged("info", "get_header request_headers x-n = Ok(Some(\"2\"))");
 }
+
+#[test]
+fn a_panic_reloads_the_vm_when_told_to() {
+    let wasm = testing::build_filter("probe").unwrap();
+    let filter = Engine::new().unwrap().load_file(wasm).unwrap();
+    let config =
+        serde_json::json!({"request_headers": [{"op": "panic_if_header", "name": "x-boom"}]});
+    let mut plugin = filter
+        .plugin()
+        .configuration(config.to_string())
+        .failure_policy(FailurePolicy::FailReload)
+        .start()
+        .unwrap();
+    let failed = plugin
+        .send(Request::get("/").header("x-boom", "1"))
+        .unwrap();
+    failed.assert_status(503).assert_details("wasm_fail_stream");
+    assert!(plugin.failure(0).is_some());
+    plugin
+        .send(Request::get("/"))
+        .unwrap()
+        .assert_status(200)
+        .assert_forwarded(true);
+    assert_eq!(plugin.failure(0), None);
+}
+
+#[test]
+fn without_reload_a_failed_vm_answers_every_request() {
+    let wasm = testing::build_filter("probe").unwrap();
+    let filter = Engine::new().unwrap().load_file(wasm).unwrap();
+    let config =
+        serde_json::json!({"request_headers": [{"op": "panic_if_header", "name": "x-boom"}]});
+    let mut plugin = filter
+        .plugin()
+        .configuration(config.to_string())
+        .start()
+        .unwrap();
+    plugin
+        .send(Request::get("/").header("x-boom", "1"))
+        .unwrap()
+        .assert_status(503);
+    plugin
+        .send(Request::get("/"))
+        .unwrap()
+        .assert_status(503)
+        .assert_forwarded(false);
+}
+
+#[test]
+fn queues_deliver_across_workers() {
+    let wasm = testing::build_filter("probe").unwrap();
+    let filter = Engine::new().unwrap().load_file(wasm).unwrap();
+    let config = serde_json::json!({
+        "configure": [{"op": "queue_register", "name": "q"}],
+        "request_headers": [{"op": "queue_enqueue", "vm_id": "shared", "name": "q", "value": "from a stream"}],
+        "queue_ready": [{"op": "queue_dequeue", "name": "q"}]
+    });
+    let mut plugin = filter
+        .plugin()
+        .vm_id("shared")
+        .workers(2)
+        .configuration(config.to_string())
+        .start()
+        .unwrap();
+    plugin.take_transcript();
+    plugin.take_logs();
+    // Worker 1 registered last, so it owns the queue; worker 0 enqueues.
+    plugin.send_on(0, Request::get("/")).unwrap();
+    plugin.advance(0);
+    let logs = plugin.take_logs();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(
+        logs[0].message,
+        "queue_ready: queue_dequeue q = from a stream"
+    );
+    let transcript = plugin.take_transcript().to_string();
+    assert!(
+        transcript.contains("→ [vm 1] proxy_on_queue_ready(1, 1)"),
+        "{transcript}"
+    );
+}
+
+#[test]
+fn tls_connection_properties_come_from_the_request() {
+    let mut plugin = plugin(serde_json::json!({
+        "request_headers": [
+            {"op": "property", "path": ["connection", "mtls"], "as": "bool"},
+            {"op": "property", "path": ["connection", "tls_version"], "as": "string"},
+            {"op": "property", "path": ["connection", "uri_san_peer_certificate"], "as": "string"},
+            {"op": "property", "path": ["connection", "subject_peer_certificate"], "as": "string"},
+            {"op": "get_header", "map": "request_headers", "name": "x-forwarded-proto"}
+        ]
+    }));
+    let connection = warden_host_test::Connection {
+        tls: Some(warden_host_test::Tls {
+            version: Some("TLSv1.3".into()),
+            peer_certificate: Some(warden_host_test::PeerCertificate {
+                subject: "CN=reconciler".into(),
+                uri_sans: vec!["spiffe://demo.test/ns/books/sa/reconciler".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let exchange = plugin
+        .send(Request::get("/").connection(connection))
+        .unwrap();
+    assert_eq!(
+        messages(&exchange)[1..6],
+        [
+            "request_headers: property connection.mtls = true",
+            "request_headers: property connection.tls_version = TLSv1.3",
+            "request_headers: property connection.uri_san_peer_certificate = \
+             spiffe://demo.test/ns/books/sa/reconciler",
+            "request_headers: property connection.subject_peer_certificate = CN=reconciler",
+            "request_headers: get_header request_headers x-forwarded-proto = Ok(Some(\"https\"))",
+        ]
+    );
+}
+
+#[test]
+fn a_failing_assertion_shows_the_outcome_and_the_transcript() {
+    let mut plugin = plugin(serde_json::json!({
+        "request_headers": [{"op": "reply", "status": 401, "body": "", "details": "no_token"}]
+    }));
+    let exchange = plugin.send(Request::get("/")).unwrap();
+    let failure = std::panic::catch_unwind(|| {
+        exchange.assert_status(200);
+    })
+    .unwrap_err();
+    let message = failure.downcast_ref::<String>().unwrap();
+    assert!(
+        message.starts_with("expected status 200, got Some(401)\n\noutcome:\n"),
+        "{message}"
+    );
+    assert!(message.contains("\"details\": \"no_token\""), "{message}");
+    assert!(
+        message.contains("→ [vm 0] proxy_on_request_headers(2, 8, true)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("← proxy_send_local_response(401, \"no_token\", \"\") = Ok"),
+        "{message}"
+    );
+}

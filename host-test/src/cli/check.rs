@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::{Common, Opt, log_level, path_value, read, string_value, upstream_spec};
 use crate::abi::LogLevel;
 use crate::host::CalloutAnswer;
+use crate::plugin::FailurePolicy;
 use crate::request::Request;
 
 #[derive(Debug, Default)]
@@ -18,7 +19,7 @@ struct Options {
     root_id: String,
     vm_id: String,
     upstreams: Vec<(String, CalloutAnswer)>,
-    fail_open: bool,
+    failure_policy: FailurePolicy,
     log_level: Option<LogLevel>,
     transcript: bool,
     request: Option<String>,
@@ -45,7 +46,10 @@ fn parse(mut parser: lexopt::Parser) -> Result<Options, String> {
                 "upstream" => options
                     .upstreams
                     .push(upstream_spec(&string_value(p, "--upstream")?)?),
-                "fail-open" => options.fail_open = true,
+                "failure-policy" => {
+                    let text = string_value(p, "--failure-policy")?;
+                    options.failure_policy = super::failure_policy(&text)?;
+                }
                 "log-level" => {
                     options.log_level = Some(log_level(&string_value(p, "--log-level")?)?)
                 }
@@ -116,7 +120,7 @@ pub(super) fn run(
         .vm_configuration(options.vm_config)
         .root_id(&options.root_id)
         .vm_id(&options.vm_id)
-        .failure_policy(super::failure_policy(options.fail_open));
+        .failure_policy(options.failure_policy);
     if let Some(name) = &options.name {
         builder = builder.name(name);
     }

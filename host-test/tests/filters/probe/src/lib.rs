@@ -58,6 +58,10 @@ enum Op {
     Time,
     Print { stream: String, msg: String },
     Panic { msg: String },
+    PanicIfHeader { name: String },
+    /// Calls host functions with arguments no SDK would pass and logs the
+    /// raw status of each.
+    Abuse,
 }
 
 thread_local! {
@@ -140,6 +144,37 @@ fn metric_kind(kind: &str) -> MetricType {
 mod raw {
     #[link(wasm_import_module = "env")]
     unsafe extern "C" {
+        pub fn proxy_log(level: u32, data: *const u8, size: usize) -> u32;
+        pub fn proxy_get_header_map_value(
+            map: u32,
+            key: *const u8,
+            key_size: usize,
+            value: *mut *mut u8,
+            value_size: *mut usize,
+        ) -> u32;
+        pub fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+        pub fn proxy_get_buffer_bytes(
+            buffer: u32,
+            start: usize,
+            max: usize,
+            data: *mut *mut u8,
+            size: *mut usize,
+        ) -> u32;
+        pub fn proxy_get_property(
+            path: *const u8,
+            path_size: usize,
+            data: *mut *mut u8,
+            size: *mut usize,
+        ) -> u32;
+        pub fn proxy_continue_stream(stream: u32) -> u32;
+        pub fn proxy_define_metric(kind: u32, name: *const u8, size: usize, id: *mut u32) -> u32;
+        pub fn proxy_get_shared_data(
+            key: *const u8,
+            key_size: usize,
+            data: *mut *mut u8,
+            size: *mut usize,
+            cas: *mut u32,
+        ) -> u32;
         pub fn proxy_send_local_response(
             status_code: u32,
             details_data: *const u8,
@@ -150,6 +185,53 @@ mod raw {
             headers_size: usize,
             grpc_status: i32,
         ) -> u32;
+    }
+}
+
+/// An address past the end of any linear memory the probe will have.
+const WILD: usize = 0xfff0_0000;
+
+fn abuse(cb: &str) {
+    let key = b"x";
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    let wild = WILD as *mut u8;
+    // SAFETY: the host checks every pointer; the probe only ever reads
+    // the two locals it passes by reference.
+    let results = unsafe {
+        [
+            ("log with an unknown level", raw::proxy_log(42, key.as_ptr(), 1)),
+            ("log from outside memory", raw::proxy_log(2, wild, 16)),
+            (
+                "header from an unknown map",
+                raw::proxy_get_header_map_value(99, key.as_ptr(), 1, &mut data, &mut size),
+            ),
+            (
+                "header named outside memory",
+                raw::proxy_get_header_map_value(0, wild, 8, &mut data, &mut size),
+            ),
+            (
+                "header pairs returned outside memory",
+                raw::proxy_get_header_map_pairs(0, wild.cast(), wild.add(8).cast()),
+            ),
+            (
+                "buffer of an unknown type",
+                raw::proxy_get_buffer_bytes(99, 0, 10, &mut data, &mut size),
+            ),
+            ("property path outside memory", raw::proxy_get_property(wild, 4, &mut data, &mut size)),
+            ("continue an unknown stream type", raw::proxy_continue_stream(42)),
+            (
+                "metric of an unknown kind",
+                raw::proxy_define_metric(9, key.as_ptr(), 1, &mut size as *mut usize as *mut u32),
+            ),
+            (
+                "shared data key outside memory",
+                raw::proxy_get_shared_data(wild, 4, &mut data, &mut size, std::ptr::null_mut()),
+            ),
+        ]
+    };
+    for (what, status) in results {
+        info(cb, format!("abuse: {what} = {status}"));
     }
 }
 
@@ -366,6 +448,12 @@ fn apply(cb: &str, op: &Op) -> bool {
             }
         }
         Op::Panic { msg } => panic!("{msg}"),
+        Op::Abuse => abuse(cb),
+        Op::PanicIfHeader { name } => {
+            if let Ok(Some(value)) = hostcalls::get_map_value(MapType::HttpRequestHeaders, name) {
+                panic!("{name}: {value}");
+            }
+        }
     }
     false
 }
