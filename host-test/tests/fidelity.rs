@@ -33,6 +33,11 @@ struct Scenario {
     /// notifications; their log lines are compared as a set.
     #[serde(default)]
     after_ms: u64,
+    /// Run with the HTTP/1.1 codec handing trailers to filters
+    /// (`http_protocol_options.enable_trailers`), in Envoy and in the
+    /// harness's profile.
+    #[serde(default)]
+    http1_trailers: bool,
 }
 
 /// One side's outcome, reduced to what is compared.
@@ -155,7 +160,10 @@ fn harness(filter: &Filter, scenario: &Scenario, profile: &Profile) -> Observed 
             .name("probe")
             .root_id("probe")
             .vm_id("probe")
-            .profile(profile.clone())
+            .profile(Profile {
+                http1_trailers: scenario.http1_trailers,
+                ..profile.clone()
+            })
             .configuration(scenario.config.to_string())
             .start()
             .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
@@ -273,7 +281,8 @@ fn wire(request: &Request) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
+fn envoy(wasm: &Path, templates: &[PathBuf; 2], scenario: &Scenario) -> Observed {
+    let template = &templates[usize::from(scenario.http1_trailers)];
     let options = Options {
         template: Some(template),
         ..Options::default()
@@ -432,15 +441,24 @@ fn corpus() -> Vec<Scenario> {
     serde_norway::from_str(&text).unwrap_or_else(|e| panic!("`{}`: {e}", path.display()))
 }
 
-fn template(dir: &Path, dead: u16, slow: u16) -> PathBuf {
+/// The template with the callout ports filled in, as is and with request
+/// trailers enabled.
+fn templates(dir: &Path, dead: u16, slow: u16) -> [PathBuf; 2] {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/envoy.yaml");
     let text = std::fs::read_to_string(source)
         .unwrap()
         .replace("@DEAD_PORT@", &dead.to_string())
         .replace("@SLOW_PORT@", &slow.to_string());
-    let path = dir.join("fidelity-envoy.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let trailers = text.replace(
+        "                stat_prefix: ingress\n",
+        "                stat_prefix: ingress\n                http_protocol_options: { enable_trailers: true }\n",
+    );
+    assert_ne!(text, trailers, "the template's connection manager moved");
+    let plain = dir.join("fidelity-envoy.yaml");
+    let with_trailers = dir.join("fidelity-envoy-trailers.yaml");
+    std::fs::write(&plain, text).unwrap();
+    std::fs::write(&with_trailers, trailers).unwrap();
+    [plain, with_trailers]
 }
 
 #[test]
@@ -466,7 +484,7 @@ fn harness_and_envoy_agree_on_every_scenario() {
     let slow = TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = testing::target_dir().join(format!("fidelity-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let template = template(&dir, dead, slow.local_addr().unwrap().port());
+    let template = templates(&dir, dead, slow.local_addr().unwrap().port());
     let selected: Vec<&Scenario> = scenarios
         .iter()
         .filter(|s| only.as_deref().is_none_or(|only| s.name.contains(only)))
