@@ -133,7 +133,8 @@ impl PluginBuilder {
         self
     }
 
-    /// The host behaviour to imitate. Defaults to [`Profile::envoy`].
+    /// The host behaviour to imitate. Defaults to
+    /// [`Profile::envoy`](crate::profile::Profile::envoy).
     pub fn profile(mut self, profile: crate::profile::Profile) -> PluginBuilder {
         self.info.profile = profile;
         self
