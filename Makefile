@@ -25,3 +25,4 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p warden --target wasm32-wasip1 -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p warden -p warden-policy

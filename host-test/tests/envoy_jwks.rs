@@ -174,3 +174,27 @@ fn no_keys_at_all_is_503_not_401() {
         String::from_utf8_lossy(&response.body)
     );
 }
+
+#[test]
+fn keys_are_renewed_in_the_background_before_they_go_stale() {
+    let mut template = demo::template().unwrap();
+    template["issuers"][1]["jwks_fetch"]["refresh_secs"] = json!(10);
+    let demo = demo::generate(&template, unix_now()).unwrap();
+    let envoy = Envoy::start_demo(&demo, 1).unwrap();
+    let installed = || {
+        envoy
+            .log()
+            .matches("issuer `partner-idp`: installed 1 fetched keys")
+            .count()
+    };
+
+    // The first fetch happens at start, with no request asking for it; the
+    // renewal at three quarters of refresh_secs, again unasked.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while installed() < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(installed(), 1, "{}", envoy.log());
+    std::thread::sleep(Duration::from_millis(8500));
+    assert_eq!(installed(), 2, "{}", envoy.log());
+}

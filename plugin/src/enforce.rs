@@ -32,6 +32,11 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root::new(id)) });
 }}
 
+/// The most requests one VM holds paused while keys are fetched; further
+/// ones are decided at once (503 `keys_unavailable`, or 401 `key_unknown`)
+/// so a flood cannot pile up paused streams.
+const MAX_WAITERS: usize = 1024;
+
 /// How often the root context looks at key fetches and waiting requests.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -157,7 +162,11 @@ impl HttpContext for Stream {
             request::answer_unconfigured();
             return Action::Pause;
         };
-        match request::handle(shared, true) {
+        let room = shared
+            .waiters
+            .try_borrow()
+            .is_ok_and(|w| w.len() < MAX_WAITERS);
+        match request::handle(shared, room) {
             request::Handled::Forwarded => Action::Continue,
             request::Handled::Answered => Action::Pause,
             request::Handled::Wait(issuer) => {

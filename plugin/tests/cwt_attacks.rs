@@ -31,7 +31,7 @@ fn a_valid_es256_and_eddsa_cwt_verify() {
     let verified = p256_issuers()
         .verify_cwt(&es256(vec![alg(-7)], vec![]), NOW)
         .unwrap();
-    assert_eq!(verified.subject, "svc-billing");
+    assert_eq!(&*verified.subject, "svc-billing");
 
     let key = TestKey::ed25519();
     let eddsa = issuers(&["EdDSA"], &[&key]);
@@ -53,7 +53,10 @@ fn hmac_256_256_cwt_verifies_and_cwt_tag_is_accepted() {
         cbor(&Value::Tag(61, Box::new(inner)))
     };
     for message in [message, wrapped] {
-        assert_eq!(hs256.verify_cwt(&message, NOW).unwrap().issuer, "corp-idp");
+        assert_eq!(
+            &*hs256.verify_cwt(&message, NOW).unwrap().issuer,
+            "corp-idp"
+        );
     }
 }
 

@@ -28,7 +28,7 @@ fn rs256_and_es256_tokens_verify() {
                 expires_at: Some(NOW + 3600),
                 audience: AUD.into(),
                 algorithm: Algorithm::from_name(alg).unwrap(),
-                key_id: Some(key.kid()),
+                key_id: Some(key.kid().into()),
                 certificate_thumbprint: None,
             }
         );
@@ -154,7 +154,7 @@ fn audience_rules() {
         let outcome = verify(&issuers, &token);
         if expected == TokenError::SignatureInvalid {
             // A list that contains an accepted audience passes.
-            assert_eq!(outcome.unwrap().audience, AUD, "aud {aud}");
+            assert_eq!(&*outcome.unwrap().audience, AUD, "aud {aud}");
         } else {
             assert_eq!(outcome, Err(expected), "aud {aud}");
         }
@@ -220,7 +220,7 @@ fn lifetime_and_subject_rules() {
     let issuers = Issuers::compile(&[spec]).unwrap();
 
     let valid = token(&key, &header(&key, "ES256"), &claims());
-    assert_eq!(verify(&issuers, &valid).unwrap().subject, "svc-billing");
+    assert_eq!(&*verify(&issuers, &valid).unwrap().subject, "svc-billing");
 
     let cases = [
         (

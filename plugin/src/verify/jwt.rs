@@ -12,6 +12,7 @@ use super::issuer::Issuers;
 use super::json::{self, JsonError};
 use super::jwk::{KeySet, MAX_KID_LEN};
 use serde_json::{Map, Value};
+use std::rc::Rc;
 
 /// The longest token accepted, in bytes; longer ones are refused before any
 /// decoding.
@@ -25,23 +26,26 @@ pub const MAX_HEADER_LEN: usize = 1024;
 pub const MAX_SIGNATURE_LEN: usize = 700;
 
 /// What a verified token proves.
+///
+/// Strings are shared (`Rc<str>`), so a cache hit hands out a copy without
+/// allocating.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedToken {
     /// The policy name of the issuer that signed it.
-    pub issuer: String,
+    pub issuer: Rc<str>,
     /// The `sub` claim.
-    pub subject: String,
+    pub subject: Rc<str>,
     /// The `exp` claim, in seconds since the Unix epoch.
     pub expires_at: Option<u64>,
     /// The `aud` value that matched one of the issuer's audiences.
-    pub audience: String,
+    pub audience: Rc<str>,
     /// The `alg` the token was verified with.
     pub algorithm: Algorithm,
     /// The `kid` of the key that verified it, when the key has one.
-    pub key_id: Option<String>,
+    pub key_id: Option<Rc<str>>,
     /// The certificate the token is bound to (RFC 8705): the `x5t#S256`
     /// member of its `cnf` claim, a base64url SHA-256 thumbprint.
-    pub certificate_thumbprint: Option<String>,
+    pub certificate_thumbprint: Option<Rc<str>>,
 }
 
 /// The protected header members the verifier reads.
@@ -97,13 +101,13 @@ impl Issuers {
         let audience = issuer.rules.check(&claims, now)?;
 
         Ok(VerifiedToken {
-            issuer: issuer.name.clone(),
-            subject: claims.sub.unwrap_or_default(),
+            issuer: issuer.name.as_str().into(),
+            subject: claims.sub.unwrap_or_default().into(),
             expires_at: claims.exp,
-            audience,
+            audience: audience.into(),
             algorithm: alg,
-            key_id: key_id.map(str::to_owned),
-            certificate_thumbprint,
+            key_id: key_id.map(Rc::from),
+            certificate_thumbprint: certificate_thumbprint.map(Rc::from),
         })
     }
 }
