@@ -20,7 +20,8 @@ use serde::Deserialize;
 use warden_host_test::cli::suite::{configuration, read_case_file};
 use warden_host_test::envoy::{Envoy, Options};
 use warden_host_test::{
-    CalloutAnswer, Engine, Filter, Headers, Outcome, Profile, Request, UpstreamResponse, testing,
+    CalloutAnswer, Connection, Engine, Filter, Headers, Outcome, PeerCertificate, Profile, Request,
+    Tls, UpstreamResponse, testing,
 };
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +39,43 @@ struct Scenario {
     /// harness's profile.
     #[serde(default)]
     http1_trailers: bool,
+    /// Send the request over mutual TLS with this client certificate of
+    /// examples/envoy/make-certs.sh; the harness gets the same certificate's
+    /// fields as the request's connection.
+    #[serde(default)]
+    tls: Option<TlsClient>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsClient {
+    client: String,
+    uri_san: String,
+}
+
+/// The connection a TLS scenario's request arrives on, as the harness
+/// describes it: the client certificate Envoy's run used.
+fn tls_connection(client: &TlsClient, der: &[u8]) -> Connection {
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Connection {
+        tls: Some(Tls {
+            version: Some("TLSv1.3".into()),
+            // curl sends no SNI for `localhost`.
+            server_name: None,
+            peer_certificate: Some(PeerCertificate {
+                subject: format!("CN={}", client.client),
+                uri_sans: vec![client.uri_san.clone()],
+                dns_sans: Vec::new(),
+                sha256: digest,
+            }),
+            local_subject: Some("CN=localhost".into()),
+        }),
+        ..Connection::default()
+    }
 }
 
 /// One side's outcome, reduced to what is compared.
@@ -153,7 +191,16 @@ fn upstream_view(headers: &Headers) -> Vec<(String, String)> {
     out
 }
 
-fn harness(filter: &Filter, scenario: &Scenario, profile: &Profile) -> Observed {
+fn harness(
+    filter: &Filter,
+    scenario: &Scenario,
+    profile: &Profile,
+    certificate: Option<&[u8]>,
+) -> Observed {
+    let mut sent = scenario.request.clone();
+    if let (Some(client), Some(der)) = (&scenario.tls, certificate) {
+        sent.connection = tls_connection(client, der);
+    }
     let run = |upstream: UpstreamResponse| {
         let mut plugin = filter
             .plugin()
@@ -179,7 +226,7 @@ fn harness(filter: &Filter, scenario: &Scenario, profile: &Profile) -> Observed 
             },
         );
         plugin.take_logs();
-        let request = scenario.request.clone().upstream(upstream);
+        let request = sent.clone().upstream(upstream);
         let exchange = plugin
             .send(request)
             .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
@@ -281,7 +328,13 @@ fn wire(request: &Request) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn envoy(wasm: &Path, templates: &[PathBuf; 2], scenario: &Scenario) -> Observed {
+/// Runs a scenario in Envoy; also returns the client certificate a TLS
+/// scenario used.
+fn envoy(
+    wasm: &Path,
+    templates: &[PathBuf; 2],
+    scenario: &Scenario,
+) -> (Observed, Option<Vec<u8>>) {
     let template = &templates[usize::from(scenario.http1_trailers)];
     let options = Options {
         template: Some(template),
@@ -289,7 +342,23 @@ fn envoy(wasm: &Path, templates: &[PathBuf; 2], scenario: &Scenario) -> Observed
     };
     let envoy = Envoy::start_with(&scenario.config.to_string(), wasm, &options)
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
-    let response = envoy.request_raw(&wire(&scenario.request));
+    let request = &scenario.request;
+    let (response, certificate) = match &scenario.tls {
+        Some(tls) => {
+            let headers: Vec<(&str, &str)> = request
+                .headers
+                .0
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let response = envoy.request_tls(&tls.client, &request.method, &request.path, &headers);
+            (
+                response,
+                Some(envoy.client_certificate_der(&tls.client).unwrap()),
+            )
+        }
+        None => (envoy.request_raw(&wire(request)), None),
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
     while !envoy.log().contains("ACCESS ") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -369,7 +438,7 @@ fn envoy(wasm: &Path, templates: &[PathBuf; 2], scenario: &Scenario) -> Observed
             .collect(),
         _ => Vec::new(),
     };
-    Observed {
+    let observed = Observed {
         status: response.status,
         details,
         headers: response
@@ -382,7 +451,8 @@ fn envoy(wasm: &Path, templates: &[PathBuf; 2], scenario: &Scenario) -> Observed
         upstream_headers,
         logs,
         background,
-    }
+    };
+    (observed, certificate)
 }
 
 fn diff(harness: &Observed, envoy: &Observed) -> Vec<String> {
@@ -498,8 +568,8 @@ fn harness_and_envoy_agree_on_every_scenario() {
                     chunk
                         .iter()
                         .map(|scenario| {
-                            let h = harness(filter, scenario, profile);
-                            let e = envoy(wasm, template, scenario);
+                            let (e, certificate) = envoy(wasm, template, scenario);
+                            let h = harness(filter, scenario, profile, certificate.as_deref());
                             (scenario.name.clone(), diff(&h, &e))
                         })
                         .collect::<Vec<_>>()
