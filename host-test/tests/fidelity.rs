@@ -271,7 +271,15 @@ fn observe_harness(outcome: &Outcome, background: &[warden_host_test::LogLine]) 
         .map(|(k, v)| (k.clone(), mask(v)))
         .collect();
     let line = |l: &warden_host_test::LogLine| mask(&format!("[{}] {}", l.level, l.message));
-    let mut background: Vec<String> = background.iter().map(line).collect();
+    // Root-context lines are compared as a set wherever they arrived.
+    let is_background = |l: &&warden_host_test::LogLine| {
+        l.message.starts_with("tick:") || l.message.starts_with("queue_ready:")
+    };
+    let mut background: Vec<String> = background
+        .iter()
+        .chain(outcome.logs.iter().filter(is_background))
+        .map(line)
+        .collect();
     background.sort();
     Observed {
         status: outcome.status.unwrap_or(0),
@@ -288,7 +296,12 @@ fn observe_harness(outcome: &Outcome, background: &[warden_host_test::LogLine]) 
                     .collect()
             })
             .unwrap_or_default(),
-        logs: outcome.logs.iter().map(line).collect(),
+        logs: outcome
+            .logs
+            .iter()
+            .filter(|l| !is_background(l))
+            .map(line)
+            .collect(),
         background,
     }
 }
