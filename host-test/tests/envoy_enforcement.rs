@@ -133,6 +133,17 @@ fn tokens_are_verified_and_identities_resolved() {
         )
     );
 
+    let raw = &demo.tokens["ledger-sync"];
+    assert!(
+        !envoy.log().contains(raw.as_str()),
+        "the token appears in envoy's log"
+    );
+    let signature = raw.rsplit('.').next().unwrap();
+    assert!(
+        !envoy.log().contains(signature),
+        "the token's signature appears in envoy's log"
+    );
+
     // ES256 from the partner issuer.
     let auditor = token("auditor-reports");
     let ok = envoy

@@ -98,6 +98,11 @@ fn certificate_bound_tokens_need_their_certificate() {
         )
         .unwrap();
     assert_refused(&stolen, 401, "certificate_binding_mismatch");
+    let id = stolen.json()["request_id"].as_str().unwrap().to_owned();
+    let record = envoy.record_for(&id).unwrap();
+    assert_eq!(record["identity"], json!("treasury-bot"));
+    assert_eq!(record["credential"], json!("jwt"));
+    assert_eq!(record["reason"], json!("certificate_binding_mismatch"));
     let plain = envoy
         .request(
             "GET",

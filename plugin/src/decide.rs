@@ -87,6 +87,8 @@ struct Denial {
     challenge: Option<&'static str>,
     reason: &'static str,
     detail: String,
+    /// The identity, when it was proven before the refusal.
+    identity: Option<String>,
 }
 
 impl Denial {
@@ -96,6 +98,7 @@ impl Denial {
             challenge: None,
             reason,
             detail: detail.to_string(),
+            identity: None,
         }
     }
 
@@ -109,6 +112,7 @@ impl Denial {
             challenge: Some(challenge),
             reason,
             detail: detail.to_string(),
+            identity: None,
         }
     }
 
@@ -121,10 +125,16 @@ impl Denial {
             reason: self.reason,
             detail: Some(self.detail),
             credential: None,
-            identity: None,
+            identity: self.identity,
             groups: Vec::new(),
             permit: None,
         }
+    }
+
+    /// The same refusal, naming the identity already proven.
+    fn of(mut self, identity: &Identity) -> Self {
+        self.identity = Some(identity.id.clone());
+        self
     }
 }
 
@@ -151,6 +161,7 @@ pub fn decide(
                 challenge: None,
                 reason: e.reason(),
                 detail: e.to_string(),
+                identity: None,
             };
             return denial.into_decision();
         }
@@ -205,7 +216,8 @@ fn prove<'c>(
             };
             let (identity, bound) =
                 by_token(policy, &verified).map_err(|e| Denial::forbidden(e.reason(), e))?;
-            let kind = check_binding(&verified, kind, bound, peer, certificate)?;
+            let kind = check_binding(&verified, kind, bound, peer, certificate)
+                .map_err(|denial| denial.of(identity))?;
             Ok((identity, kind))
         }
         Credential::ApiKey(key) => apikey::verify(policy, key)
@@ -294,6 +306,7 @@ fn token_denial(e: TokenError) -> Denial {
             challenge: None,
             reason: e.reason(),
             detail: e.to_string(),
+            identity: None,
         },
         _ => Denial::unauthenticated(e.reason(), &e, CHALLENGE_INVALID_TOKEN),
     }

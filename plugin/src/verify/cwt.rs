@@ -118,15 +118,13 @@ impl Issuers {
 
         let audience = issuer.rules.check(&claims, now)?;
 
-        Ok(VerifiedToken {
-            issuer: issuer.name.as_str().into(),
-            subject: claims.sub.unwrap_or_default().into(),
-            expires_at: claims.exp,
-            audience: audience.into(),
-            algorithm: alg,
-            key_id: key_id.map(std::rc::Rc::from),
-            certificate_thumbprint: None,
-        })
+        Ok(VerifiedToken::new(
+            issuer,
+            claims,
+            &audience,
+            alg,
+            key_id.as_deref(),
+        ))
     }
 }
 

@@ -8,7 +8,7 @@ use super::algorithm::Algorithm;
 use super::base64url;
 use super::claims::{self, Claims};
 use super::error::{Segment, TokenError};
-use super::issuer::Issuers;
+use super::issuer::{Issuer, Issuers};
 use super::json::{self, JsonError};
 use super::jwk::{KeySet, MAX_KID_LEN};
 use serde_json::{Map, Value};
@@ -46,6 +46,27 @@ pub struct VerifiedToken {
     /// The certificate the token is bound to (RFC 8705): the `x5t#S256`
     /// member of its `cnf` claim, a base64url SHA-256 thumbprint.
     pub certificate_thumbprint: Option<Rc<str>>,
+}
+
+impl VerifiedToken {
+    /// What a token that passed every check proves.
+    pub(crate) fn new(
+        issuer: &Issuer,
+        claims: Claims,
+        audience: &str,
+        algorithm: Algorithm,
+        key_id: Option<&str>,
+    ) -> Self {
+        Self {
+            issuer: issuer.name.as_str().into(),
+            subject: claims.sub.unwrap_or_default().into(),
+            expires_at: claims.exp,
+            audience: audience.into(),
+            algorithm,
+            key_id: key_id.map(Rc::from),
+            certificate_thumbprint: None,
+        }
+    }
 }
 
 /// The protected header members the verifier reads.
@@ -100,15 +121,9 @@ impl Issuers {
         let claims = Claims::from_json(&claims)?;
         let audience = issuer.rules.check(&claims, now)?;
 
-        Ok(VerifiedToken {
-            issuer: issuer.name.as_str().into(),
-            subject: claims.sub.unwrap_or_default().into(),
-            expires_at: claims.exp,
-            audience: audience.into(),
-            algorithm: alg,
-            key_id: key_id.map(Rc::from),
-            certificate_thumbprint: certificate_thumbprint.map(Rc::from),
-        })
+        let mut verified = VerifiedToken::new(issuer, claims, &audience, alg, key_id);
+        verified.certificate_thumbprint = certificate_thumbprint.map(Rc::from);
+        Ok(verified)
     }
 }
 
