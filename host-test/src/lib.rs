@@ -12,8 +12,8 @@
 //! The data path through the crate:
 //!
 //! - [`engine`] compiles a module once (cached in memory and on disk) and
-//!   links the host functions of [`imports`], one module per family.
-//! - [`vm`] holds one `Store` per VM and calls the filter's `proxy_on_*`
+//!   links the host functions of `imports`, one module per family.
+//! - `vm` holds one `Store` per VM and calls the filter's `proxy_on_*`
 //!   exports; [`host`] is the state the host functions work on.
 //! - [`plugin`] runs streams through the VMs, delivering callouts, ticks
 //!   and queue notifications; [`world`] is what the VMs share.
@@ -21,6 +21,9 @@
 //! - [`exchange`] and [`transcript`] are the test API: the outcome of a
 //!   request, assertions, and the record of every call.
 //! - [`cli`] is the `warden` command.
+//! - [`testing`] builds the test filters under `tests/filters/`;
+//!   [`envoy`] starts real Envoy on loopback, which the fidelity corpus
+//!   compares the harness with.
 
 pub mod abi;
 pub mod cli;

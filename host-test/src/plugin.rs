@@ -133,7 +133,8 @@ impl PluginBuilder {
         self
     }
 
-    /// The host behaviour to imitate. Defaults to [`Profile::envoy`].
+    /// The host behaviour to imitate. Defaults to
+    /// [`Profile::envoy`](crate::profile::Profile::envoy).
     pub fn profile(mut self, profile: crate::profile::Profile) -> PluginBuilder {
         self.info.profile = profile;
         self
@@ -571,6 +572,7 @@ impl Plugin {
                 Phase::Response => StreamType::Response,
                 Phase::Upstream => {
                     self.forward(id, run);
+                    self.deliver_due();
                     continue;
                 }
                 Phase::Complete => return Some(self.complete(id, run)),
@@ -593,6 +595,20 @@ impl Plugin {
             }
         }
         None
+    }
+
+    /// While the request travels to the upstream and back, Envoy's event
+    /// loop runs: what is already due (callout answers without delay,
+    /// queue notifications, ticks whose time has come) is delivered before
+    /// the response. Events that arrive together from the client, or from
+    /// the upstream, are handed to the filter without such a pause.
+    fn deliver_due(&mut self) {
+        let now = self.world.now_ns();
+        for _ in 0..MAX_STEPS {
+            if !self.pump(now) {
+                break;
+            }
+        }
     }
 
     /// Whether the filter resumed `direction`; clears the request.

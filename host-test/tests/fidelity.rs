@@ -20,7 +20,8 @@ use serde::Deserialize;
 use warden_host_test::cli::suite::{configuration, read_case_file};
 use warden_host_test::envoy::{Envoy, Options};
 use warden_host_test::{
-    CalloutAnswer, Engine, Filter, Headers, Outcome, Profile, Request, UpstreamResponse, testing,
+    CalloutAnswer, Connection, Engine, Filter, Headers, Outcome, PeerCertificate, Profile, Request,
+    Tls, UpstreamResponse, testing,
 };
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +34,48 @@ struct Scenario {
     /// notifications; their log lines are compared as a set.
     #[serde(default)]
     after_ms: u64,
+    /// Run with the HTTP/1.1 codec handing trailers to filters
+    /// (`http_protocol_options.enable_trailers`), in Envoy and in the
+    /// harness's profile.
+    #[serde(default)]
+    http1_trailers: bool,
+    /// Send the request over mutual TLS with this client certificate of
+    /// examples/envoy/make-certs.sh; the harness gets the same certificate's
+    /// fields as the request's connection.
+    #[serde(default)]
+    tls: Option<TlsClient>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsClient {
+    client: String,
+    uri_san: String,
+}
+
+/// The connection a TLS scenario's request arrives on, as the harness
+/// describes it: the client certificate Envoy's run used.
+fn tls_connection(client: &TlsClient, der: &[u8]) -> Connection {
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Connection {
+        tls: Some(Tls {
+            version: Some("TLSv1.3".into()),
+            // curl sends no SNI for `localhost`.
+            server_name: None,
+            peer_certificate: Some(PeerCertificate {
+                subject: format!("CN={}", client.client),
+                uri_sans: vec![client.uri_san.clone()],
+                dns_sans: Vec::new(),
+                sha256: digest,
+            }),
+            local_subject: Some("CN=localhost".into()),
+        }),
+        ..Connection::default()
+    }
 }
 
 /// One side's outcome, reduced to what is compared.
@@ -148,14 +191,26 @@ fn upstream_view(headers: &Headers) -> Vec<(String, String)> {
     out
 }
 
-fn harness(filter: &Filter, scenario: &Scenario, profile: &Profile) -> Observed {
+fn harness(
+    filter: &Filter,
+    scenario: &Scenario,
+    profile: &Profile,
+    certificate: Option<&[u8]>,
+) -> Observed {
+    let mut sent = scenario.request.clone();
+    if let (Some(client), Some(der)) = (&scenario.tls, certificate) {
+        sent.connection = tls_connection(client, der);
+    }
     let run = |upstream: UpstreamResponse| {
         let mut plugin = filter
             .plugin()
             .name("probe")
             .root_id("probe")
             .vm_id("probe")
-            .profile(profile.clone())
+            .profile(Profile {
+                http1_trailers: scenario.http1_trailers,
+                ..profile.clone()
+            })
             .configuration(scenario.config.to_string())
             .start()
             .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
@@ -171,7 +226,7 @@ fn harness(filter: &Filter, scenario: &Scenario, profile: &Profile) -> Observed 
             },
         );
         plugin.take_logs();
-        let request = scenario.request.clone().upstream(upstream);
+        let request = sent.clone().upstream(upstream);
         let exchange = plugin
             .send(request)
             .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
@@ -216,7 +271,15 @@ fn observe_harness(outcome: &Outcome, background: &[warden_host_test::LogLine]) 
         .map(|(k, v)| (k.clone(), mask(v)))
         .collect();
     let line = |l: &warden_host_test::LogLine| mask(&format!("[{}] {}", l.level, l.message));
-    let mut background: Vec<String> = background.iter().map(line).collect();
+    // Root-context lines are compared as a set wherever they arrived.
+    let is_background = |l: &&warden_host_test::LogLine| {
+        l.message.starts_with("tick:") || l.message.starts_with("queue_ready:")
+    };
+    let mut background: Vec<String> = background
+        .iter()
+        .chain(outcome.logs.iter().filter(is_background))
+        .map(line)
+        .collect();
     background.sort();
     Observed {
         status: outcome.status.unwrap_or(0),
@@ -233,7 +296,12 @@ fn observe_harness(outcome: &Outcome, background: &[warden_host_test::LogLine]) 
                     .collect()
             })
             .unwrap_or_default(),
-        logs: outcome.logs.iter().map(line).collect(),
+        logs: outcome
+            .logs
+            .iter()
+            .filter(|l| !is_background(l))
+            .map(line)
+            .collect(),
         background,
     }
 }
@@ -273,14 +341,37 @@ fn wire(request: &Request) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
+/// Runs a scenario in Envoy; also returns the client certificate a TLS
+/// scenario used.
+fn envoy(
+    wasm: &Path,
+    templates: &[PathBuf; 2],
+    scenario: &Scenario,
+) -> (Observed, Option<Vec<u8>>) {
+    let template = &templates[usize::from(scenario.http1_trailers)];
     let options = Options {
         template: Some(template),
         ..Options::default()
     };
     let envoy = Envoy::start_with(&scenario.config.to_string(), wasm, &options)
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
-    let response = envoy.request_raw(&wire(&scenario.request));
+    let request = &scenario.request;
+    let (response, certificate) = match &scenario.tls {
+        Some(tls) => {
+            let headers: Vec<(&str, &str)> = request
+                .headers
+                .0
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let response = envoy.request_tls(&tls.client, &request.method, &request.path, &headers);
+            (
+                response,
+                Some(envoy.client_certificate_der(&tls.client).unwrap()),
+            )
+        }
+        None => (envoy.request_raw(&wire(request)), None),
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
     while !envoy.log().contains("ACCESS ") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -360,7 +451,7 @@ fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
             .collect(),
         _ => Vec::new(),
     };
-    Observed {
+    let observed = Observed {
         status: response.status,
         details,
         headers: response
@@ -373,7 +464,8 @@ fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
         upstream_headers,
         logs,
         background,
-    }
+    };
+    (observed, certificate)
 }
 
 fn diff(harness: &Observed, envoy: &Observed) -> Vec<String> {
@@ -432,15 +524,24 @@ fn corpus() -> Vec<Scenario> {
     serde_norway::from_str(&text).unwrap_or_else(|e| panic!("`{}`: {e}", path.display()))
 }
 
-fn template(dir: &Path, dead: u16, slow: u16) -> PathBuf {
+/// The template with the callout ports filled in, as is and with request
+/// trailers enabled.
+fn templates(dir: &Path, dead: u16, slow: u16) -> [PathBuf; 2] {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/envoy.yaml");
     let text = std::fs::read_to_string(source)
         .unwrap()
         .replace("@DEAD_PORT@", &dead.to_string())
         .replace("@SLOW_PORT@", &slow.to_string());
-    let path = dir.join("fidelity-envoy.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let trailers = text.replace(
+        "                stat_prefix: ingress\n",
+        "                stat_prefix: ingress\n                http_protocol_options: { enable_trailers: true }\n",
+    );
+    assert_ne!(text, trailers, "the template's connection manager moved");
+    let plain = dir.join("fidelity-envoy.yaml");
+    let with_trailers = dir.join("fidelity-envoy-trailers.yaml");
+    std::fs::write(&plain, text).unwrap();
+    std::fs::write(&with_trailers, trailers).unwrap();
+    [plain, with_trailers]
 }
 
 #[test]
@@ -466,7 +567,7 @@ fn harness_and_envoy_agree_on_every_scenario() {
     let slow = TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = testing::target_dir().join(format!("fidelity-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let template = template(&dir, dead, slow.local_addr().unwrap().port());
+    let template = templates(&dir, dead, slow.local_addr().unwrap().port());
     let selected: Vec<&Scenario> = scenarios
         .iter()
         .filter(|s| only.as_deref().is_none_or(|only| s.name.contains(only)))
@@ -480,8 +581,8 @@ fn harness_and_envoy_agree_on_every_scenario() {
                     chunk
                         .iter()
                         .map(|scenario| {
-                            let h = harness(filter, scenario, profile);
-                            let e = envoy(wasm, template, scenario);
+                            let (e, certificate) = envoy(wasm, template, scenario);
+                            let h = harness(filter, scenario, profile, certificate.as_deref());
                             (scenario.name.clone(), diff(&h, &e))
                         })
                         .collect::<Vec<_>>()
