@@ -541,18 +541,29 @@ impl Plugin {
         }
     }
 
-    fn vm(&mut self, id: StreamId) -> &mut Vm {
-        // INVARIANT: ids are only made by `begin_on` for existing workers,
-        // and workers are never removed.
-        let index = id.worker.min(self.vms.len().saturating_sub(1));
-        let Some(vm) = self.vms.get_mut(index) else {
-            unreachable!("a plugin always has at least one worker")
-        };
-        vm
+    /// The stream's VM. Ids are only made by `begin_on` for existing
+    /// workers, and workers are never removed, so this is always `Some`;
+    /// callers treat `None` as a stream that is gone.
+    fn vm(&mut self, id: StreamId) -> Option<&mut Vm> {
+        self.vms.get_mut(id.worker)
     }
 
     fn stream(&mut self, id: StreamId) -> Option<&mut Stream> {
-        self.vm(id).state_mut().streams.get_mut(&id.context)
+        self.vm(id)?.state_mut().streams.get_mut(&id.context)
+    }
+
+    /// Takes the stream's state out of its VM; a default one if it is gone.
+    fn take_stream(&mut self, id: StreamId) -> Stream {
+        self.vm(id)
+            .and_then(|vm| vm.state_mut().streams.remove(&id.context))
+            .unwrap_or_default()
+    }
+
+    /// Ends the stream's context in the filter, if its VM still runs.
+    fn finish_context(&mut self, id: StreamId) {
+        if let Some(vm) = self.vm(id) {
+            let _ = vm.finish_context(id.context);
+        }
     }
 
     /// Drives a stream; `None` if it must wait and `pump` is off, or if it
@@ -561,7 +572,7 @@ impl Plugin {
         let waiting_since = self.world.now_ns();
         for _ in 0..MAX_STEPS {
             self.collect(run);
-            if self.vm(id).failed.is_some() {
+            if self.vm(id).is_none_or(|vm| vm.failed.is_some()) {
                 return Some(self.fail(id, run));
             }
             if let Some(outcome) = self.apply_stream_requests(id, run) {
@@ -673,7 +684,7 @@ impl Plugin {
                         s.response_headers.as_ref().map_or(0, Vec::len)
                     }
                 });
-                let vm = self.vm(id);
+                let Some(vm) = self.vm(id) else { return };
                 let result = if request {
                     vm.request_headers(ctx, count, last)
                 } else {
@@ -696,7 +707,7 @@ impl Plugin {
                     }
                     None => 0,
                 };
-                let vm = self.vm(id);
+                let Some(vm) = self.vm(id) else { return };
                 let result = if request {
                     vm.request_body(ctx, size, eos)
                 } else {
@@ -723,7 +734,7 @@ impl Plugin {
                         stream.response_trailers = Some(pairs);
                     }
                 }
-                let vm = self.vm(id);
+                let Some(vm) = self.vm(id) else { return };
                 let result = if request {
                     vm.request_trailers(ctx, count)
                 } else {
@@ -842,14 +853,9 @@ impl Plugin {
     }
 
     fn complete(&mut self, id: StreamId, run: &mut Run) -> Outcome {
-        let _ = self.vm(id).finish_context(id.context);
+        self.finish_context(id);
         self.collect(run);
-        let stream = self
-            .vm(id)
-            .state_mut()
-            .streams
-            .remove(&id.context)
-            .unwrap_or_default();
+        let stream = self.take_stream(id);
         self.outcome(run, &stream)
     }
 
@@ -884,14 +890,9 @@ impl Plugin {
 
     /// The filter reset the stream: the client gets no response.
     fn reset(&mut self, id: StreamId, run: &mut Run) -> Outcome {
-        let _ = self.vm(id).finish_context(id.context);
+        self.finish_context(id);
         self.collect(run);
-        let mut stream = self
-            .vm(id)
-            .state_mut()
-            .streams
-            .remove(&id.context)
-            .unwrap_or_default();
+        let mut stream = self.take_stream(id);
         stream.response_headers = None;
         stream.response_details = Some("filter_reset".into());
         run.passed.clear();
@@ -906,14 +907,9 @@ impl Plugin {
                 "stream stalled: paused, and nothing left can resume it".into(),
             ));
         }
-        let _ = self.vm(id).finish_context(id.context);
+        self.finish_context(id);
         self.collect(run);
-        let mut stream = self
-            .vm(id)
-            .state_mut()
-            .streams
-            .remove(&id.context)
-            .unwrap_or_default();
+        let mut stream = self.take_stream(id);
         stream.response_headers = None;
         stream.response_details = None;
         run.passed.clear();
@@ -928,12 +924,7 @@ impl Plugin {
         if self.policy == FailurePolicy::FailOpen {
             return self.fail_open(id, run);
         }
-        let mut stream = self
-            .vm(id)
-            .state_mut()
-            .streams
-            .remove(&id.context)
-            .unwrap_or_default();
+        let mut stream = self.take_stream(id);
         let (status, details) = profile.failure_reply();
         stream.response_headers = Some(profile.local_reply_headers(status, b"", &Vec::new()));
         stream.response_trailers = None;
@@ -979,12 +970,7 @@ impl Plugin {
                 Event::Headers => {}
             }
         }
-        let stream = self
-            .vm(id)
-            .state_mut()
-            .streams
-            .remove(&id.context)
-            .unwrap_or_default();
+        let stream = self.take_stream(id);
         self.outcome(run, &stream)
     }
 
