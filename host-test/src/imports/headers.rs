@@ -203,38 +203,35 @@ fn edit_map(
 }
 
 fn proxy_add_header_map_value(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
-        ENV,
-        "proxy_add_header_map_value",
-        |mut caller: Caller<'_, HostState>, map: i32, kp: i32, ks: i32, vp: i32, vs: i32| -> i32 {
-            let (result, key, value) = edit_map(&mut caller, [map, kp, ks, vp, vs], add_value);
-            caller.data_mut().note(
-                || {
-                    format!(
-                        "proxy_add_header_map_value({}, {}, {})",
-                        map_name(map),
-                        show(&key),
-                        show(&value)
-                    )
-                },
-                || status(result).name().to_owned(),
-            );
-            status(result).code()
-        },
-    )?;
-    Ok(())
+    link_edit(linker, "proxy_add_header_map_value", add_value)
 }
 
 fn proxy_replace_header_map_value(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    link_edit(linker, "proxy_replace_header_map_value", replace_value)
+}
+
+/// Registers a host call that edits one header of a map with `edit`, and
+/// notes it in the transcript under `name`.
+fn link_edit(
+    linker: &mut Linker<HostState>,
+    name: &'static str,
+    edit: fn(&mut Pairs, Vec<u8>, Vec<u8>),
+) -> wasmtime::Result<()> {
     linker.func_wrap(
         ENV,
-        "proxy_replace_header_map_value",
-        |mut caller: Caller<'_, HostState>, map: i32, kp: i32, ks: i32, vp: i32, vs: i32| -> i32 {
-            let (result, key, value) = edit_map(&mut caller, [map, kp, ks, vp, vs], replace_value);
+        name,
+        move |mut caller: Caller<'_, HostState>,
+              map: i32,
+              kp: i32,
+              ks: i32,
+              vp: i32,
+              vs: i32|
+              -> i32 {
+            let (result, key, value) = edit_map(&mut caller, [map, kp, ks, vp, vs], edit);
             caller.data_mut().note(
                 || {
                     format!(
-                        "proxy_replace_header_map_value({}, {}, {})",
+                        "{name}({}, {}, {})",
                         map_name(map),
                         show(&key),
                         show(&value)
