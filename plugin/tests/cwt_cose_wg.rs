@@ -64,25 +64,10 @@ fn rfc8392_a3_signed_cwt_follows_the_injected_clock() {
     let cwt = hex(file["output"]["cbor"].as_str().unwrap());
 
     assert_eq!(
-        issuers.verify_cwt(&cwt, ISSUED + 10),
-        Ok(verified(Algorithm::Es256))
-    );
-    assert_eq!(
         issuers.verify_cwt(&cwt, ISSUED - 61),
         Err(TokenError::NotYetValid)
     );
-    assert_eq!(
-        issuers.verify_cwt(&cwt, EXPIRES + 60),
-        Err(TokenError::Expired)
-    );
-
-    let mut tampered = cwt.clone();
-    let last = tampered.len() - 1;
-    tampered[last] ^= 1;
-    assert_eq!(
-        issuers.verify_cwt(&tampered, ISSUED + 10),
-        Err(TokenError::SignatureInvalid)
-    );
+    assert_follows_clock(&issuers, &cwt, Algorithm::Es256);
 }
 
 #[test]
@@ -95,16 +80,21 @@ fn rfc8392_a4_maced_cwt_follows_the_injected_clock() {
     let issuers = issuers("HMAC 256/64", jwk);
     let cwt = hex(file["output"]["cbor"].as_str().unwrap());
 
+    assert_follows_clock(&issuers, &cwt, Algorithm::Hs256Trunc64);
+}
+
+/// The token verifies inside its validity window, is expired after it,
+/// and fails its signature or MAC check with its last byte flipped.
+fn assert_follows_clock(issuers: &Issuers, cwt: &[u8], algorithm: Algorithm) {
     assert_eq!(
-        issuers.verify_cwt(&cwt, ISSUED + 10),
-        Ok(verified(Algorithm::Hs256Trunc64))
+        issuers.verify_cwt(cwt, ISSUED + 10),
+        Ok(verified(algorithm))
     );
     assert_eq!(
-        issuers.verify_cwt(&cwt, EXPIRES + 60),
+        issuers.verify_cwt(cwt, EXPIRES + 60),
         Err(TokenError::Expired)
     );
-
-    let mut tampered = cwt.clone();
+    let mut tampered = cwt.to_vec();
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
     assert_eq!(
