@@ -2,8 +2,10 @@
 # Every target installs what it needs first (examples/setup.sh).
 
 WASM := target/wasm32-wasip1/release/warden.wasm
+# Seconds each fuzz target runs in `make test`.
+FUZZ_SECONDS ?= 30
 
-.PHONY: demo test setup wasm lint
+.PHONY: demo test setup wasm lint fuzz
 
 ## Envoy with Warden and the demo policy on 127.0.0.1:10000, and a tour.
 demo:
@@ -13,6 +15,7 @@ demo:
 test: setup lint wasm
 	cargo test --workspace --no-fail-fast
 	bash plugin/tests/on-wasm.sh
+	bash plugin/fuzz/run.sh $(FUZZ_SECONDS)
 
 setup:
 	bash examples/setup.sh
@@ -20,6 +23,10 @@ setup:
 wasm:
 	cargo build --release --target wasm32-wasip1 -p warden
 	@ls -l $(WASM)
+
+## Every fuzz target for FUZZ_SECONDS, seeded from the test vectors.
+fuzz:
+	bash plugin/fuzz/run.sh $(FUZZ_SECONDS)
 
 lint:
 	cargo fmt --all --check

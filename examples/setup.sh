@@ -30,10 +30,12 @@ fi
   || .venv/bin/pip install --quiet --disable-pip-version-check \
     "wasmtime==$WASMTIME_PY_VERSION"
 
+# curl and jq for the demo; a C++ compiler for libFuzzer (plugin/fuzz).
 missing=()
 for tool in curl jq python3; do
   command -v "$tool" > /dev/null || missing+=("$tool")
 done
+command -v c++ > /dev/null || missing+=(g++)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
