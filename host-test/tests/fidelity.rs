@@ -308,7 +308,8 @@ fn observe_harness(outcome: &Outcome, background: &[warden_host_test::LogLine]) 
 
 /// The request as bytes on the wire, in the order the harness's profile
 /// assumes: request line, `host`, the headers, a `content-length` for a
-/// body sent without one, `connection: close`.
+/// body sent without one, `connection: close` unless the scenario gives a
+/// `connection` header itself.
 fn wire(request: &Request) -> Vec<u8> {
     let mut out = format!(
         "{} {} HTTP/1.1\r\nhost: {}\r\n",
@@ -325,7 +326,10 @@ fn wire(request: &Request) -> Vec<u8> {
     if !body.is_empty() && !chunked && request.headers.get("content-length").is_none() {
         out.push_str(&format!("content-length: {}\r\n", body.len()));
     }
-    out.push_str("connection: close\r\n\r\n");
+    if request.headers.get("connection").is_none() {
+        out.push_str("connection: close\r\n");
+    }
+    out.push_str("\r\n");
     if chunked {
         if !body.is_empty() {
             out.push_str(&format!("{:x}\r\n{body}\r\n", body.len()));
