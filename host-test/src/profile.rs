@@ -822,3 +822,34 @@ fn http_date(now_ns: u64) -> String {
     let month_name = MONTHS.get((month - 1) as usize).copied().unwrap_or("Jan");
     format!("{weekday}, {day:02} {month_name} {year} {hour:02}:{minute:02}:{second:02} GMT")
 }
+
+#[cfg(test)]
+mod property_tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_are_imf_fixdates() {
+        assert_eq!(
+            http_date(crate::plugin::DEFAULT_START_NS),
+            "Thu, 01 Jan 2026 00:00:00 GMT"
+        );
+        let leap_day = 1_709_210_096 * 1_000_000_000;
+        assert_eq!(http_date(leap_day), "Thu, 29 Feb 2024 12:34:56 GMT");
+    }
+
+    #[test]
+    fn http_statuses_map_to_grpc_statuses_as_envoy_maps_them() {
+        let codes = [400, 401, 403, 404, 429, 502, 503, 504, 200, 500];
+        let grpc: Vec<i64> = codes.into_iter().map(grpc_status_of_http).collect();
+        assert_eq!(grpc, [13, 16, 7, 12, 14, 14, 14, 14, 2, 2]);
+    }
+
+    #[test]
+    fn a_grpc_status_header_outside_the_known_codes_is_minus_one() {
+        let pairs = |value: &str| vec![(b"grpc-status".to_vec(), value.as_bytes().to_vec())];
+        assert_eq!(grpc_status_header(Some(&pairs("16"))), Some(16));
+        assert_eq!(grpc_status_header(Some(&pairs("17"))), Some(-1));
+        assert_eq!(grpc_status_header(Some(&pairs("x"))), Some(-1));
+        assert_eq!(grpc_status_header(Some(&Vec::new())), None);
+    }
+}

@@ -566,11 +566,11 @@ mod tests {
         // come in the order of Envoy's hash map, which changes from one run
         // of Envoy to the next; these bytes are one run's.
         let envoy = concat!(
-            "0a0408011028128d010a1a0a0f7265766973696f6e2e73746174757312071a05436c65616e",
-            "0a1a0a0b73736c2e76657273696f6e120b1a09426f72696e6753534c0a3a0a0c7265766973",
-            "696f6e2e736861122a1a283965353538303933333733393737356538626365363936613537",
-            "613265316263393933363866323330a170a0a6275696c642e7479706512091a0752454c45",
-            "415345"
+            "0a0408011028128d010a1a0a0f7265766973696f6e2e73746174757312071a05436c6561",
+            "6e0a1a0a0b73736c2e76657273696f6e120b1a09426f72696e6753534c0a3a0a0c726576",
+            "6973696f6e2e736861122a1a283965353538303933333733393737356538626365363936",
+            "61353761326531626339393336386632330a170a0a6275696c642e7479706512091a0752",
+            "454c45415345",
         );
         assert_eq!(hex(&encode_build_version(&BuildVersion::default())), envoy);
     }
@@ -599,7 +599,7 @@ mod tests {
         // filter_metadata entry { key "f", value Struct { fields { "k": "v" } } }
         assert_eq!(
             hex(&encode_metadata(&metadata)),
-            "0a0d0a0166120a0a080a016b12031a0176"
+            "0a0f0a0166120a0a080a016b12031a0176"
         );
     }
 
