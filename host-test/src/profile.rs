@@ -378,9 +378,10 @@ fn stream_property(
     let value = field(stream, name).ok_or(Status::NotFound)?;
     match (value, rest) {
         (value, []) => Ok(value.encode()),
+        // Header names are looked up lowercased, as Envoy looks them up.
         (Value::Map(pairs), [key]) => pairs
             .iter()
-            .find(|(name, _)| name == key)
+            .find(|(name, _)| name.eq_ignore_ascii_case(key))
             .map(|(_, value)| value.clone())
             .ok_or(Status::NotFound),
         _ => Err(Status::NotFound),
@@ -588,6 +589,22 @@ impl StreamView<'_> {
     }
 }
 
+/// A header map as a property sees it: pseudo-headers left out, each name
+/// once, the values of a repeated header joined with commas.
+fn joined(pairs: &Pairs) -> Pairs {
+    let mut out: Pairs = Vec::new();
+    for (name, value) in without_pseudo(pairs) {
+        match out.iter_mut().find(|(seen, _)| *seen == name) {
+            Some((_, joined)) => {
+                joined.push(b',');
+                joined.extend_from_slice(&value);
+            }
+            None => out.push((name, value)),
+        }
+    }
+    out
+}
+
 /// Envoy's `byteSize()` of a header map: the lengths of every name and
 /// value.
 fn byte_size(pairs: Option<&Pairs>) -> i64 {
@@ -650,7 +667,7 @@ impl Profile {
             "host" => bytes(":authority")?,
             "scheme" => bytes(":scheme")?,
             "method" => bytes(":method")?,
-            "headers" => Value::Map(headers.map(without_pseudo).unwrap_or_default()),
+            "headers" => Value::Map(headers.map(joined).unwrap_or_default()),
             "headers_bytes" => Value::Int(byte_size(headers)),
             "referer" => bytes("referer")?,
             "useragent" => bytes("user-agent")?,
@@ -683,9 +700,9 @@ impl Profile {
         Some(match field {
             "code" => Value::Int(code()?),
             "code_details" => Value::text(stream.response_details?),
-            "headers" => Value::Map(headers.map(without_pseudo).unwrap_or_default()),
+            "headers" => Value::Map(headers.map(joined).unwrap_or_default()),
             "headers_bytes" => Value::Int(byte_size(headers)),
-            "trailers" => Value::Map(trailers.cloned().unwrap_or_default()),
+            "trailers" => Value::Map(trailers.map(joined).unwrap_or_default()),
             "size" => int(stream.progress.sent),
             "total_size" => Value::Int(
                 i64::try_from(stream.progress.sent).ok()?

@@ -6,8 +6,9 @@
 //! log lines.
 //!
 //! Values that differ on every run are masked on both sides before the
-//! comparison: request ids, dates, the client's port and the upstream's
-//! service time. Envoy runs with two workers (as the shipped example
+//! comparison: request ids, dates, loopback ports (the client's, and the
+//! upstream's in `upstream.address` and `upstream.local_address`) and the
+//! upstream's service time. Durations are compared by their length. Envoy runs with two workers (as the shipped example
 //! does); the harness with one, which is why no scenario depends on
 //! which worker serves it.
 
