@@ -89,6 +89,9 @@ struct Observed {
     upstream_headers: Vec<(String, String)>,
     logs: Vec<String>,
     background: Vec<String>,
+    /// The upstream host and Envoy's end of the connection to it, from
+    /// Envoy's access log; not compared, but given to the harness.
+    upstream: Option<(String, String)>,
 }
 
 const VOLATILE_HEADERS: [&str; 4] = [
@@ -304,6 +307,7 @@ fn observe_harness(outcome: &Outcome, background: &[warden_host_test::LogLine]) 
             .map(line)
             .collect(),
         background,
+        upstream: None,
     }
 }
 
@@ -389,7 +393,15 @@ fn envoy(
     let mut background = Vec::new();
     let mut details = String::new();
     let mut last: Option<(bool, usize)> = None;
+    let mut upstream = None;
     for line in log.lines() {
+        if let Some(rest) = line.strip_prefix("UPSTREAM ") {
+            upstream = rest
+                .split_once(' ')
+                .filter(|(host, _)| *host != "-")
+                .map(|(host, local)| (host.to_owned(), local.to_owned()));
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("ACCESS ") {
             details = rest
                 .split_once(' ')
@@ -469,6 +481,7 @@ fn envoy(
         upstream_headers,
         logs,
         background,
+        upstream,
     };
     (observed, certificate)
 }
@@ -587,7 +600,12 @@ fn harness_and_envoy_agree_on_every_scenario() {
                         .iter()
                         .map(|scenario| {
                             let (e, certificate) = envoy(wasm, template, scenario);
-                            let h = harness(filter, scenario, profile, certificate.as_deref());
+                            let mut profile = profile.clone();
+                            if let Some((host, local)) = &e.upstream {
+                                profile.xds.upstream_host.address = host.clone();
+                                profile.xds.upstream_host.local_address = local.clone();
+                            }
+                            let h = harness(filter, scenario, &profile, certificate.as_deref());
                             (scenario.name.clone(), diff(&h, &e))
                         })
                         .collect::<Vec<_>>()
