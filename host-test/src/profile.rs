@@ -653,16 +653,18 @@ impl Profile {
         let bytes = |name: &str| header(headers?, name).map(|value| Value::Bytes(value.to_vec()));
         let path = headers.and_then(|headers| header(headers, ":path"));
         let split = path.map(|path| match path.iter().position(|&byte| byte == b'?') {
-            Some(at) => (&path[..at], &path[at + 1..]),
+            Some(at) => {
+                let (url_path, query) = path.split_at(at);
+                (url_path, query.get(1..).unwrap_or_default())
+            }
             None => (path, &b""[..]),
         });
         Some(match field {
             "path" => bytes(":path")?,
             "url_path" => Value::Bytes(split?.0.to_vec()),
             "query" => {
-                let query = split?.1;
-                let end = query.iter().position(|&byte| byte == b'#');
-                Value::Bytes(query[..end.unwrap_or(query.len())].to_vec())
+                let query = split?.1.split(|&byte| byte == b'#').next();
+                Value::Bytes(query.unwrap_or_default().to_vec())
             }
             "host" => bytes(":authority")?,
             "scheme" => bytes(":scheme")?,
