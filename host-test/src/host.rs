@@ -9,7 +9,7 @@ use wasmtime::{Memory, TypedFunc};
 
 use crate::abi::{LogLevel, Pairs, StreamType};
 use crate::outcome::LogLine;
-use crate::profile::{Profile, PropertyView, StreamView};
+use crate::profile::{Profile, Progress, PropertyView, StreamView};
 use crate::request::{Connection, UpstreamResponse};
 use crate::transcript::{Entry, Transcript};
 use crate::world::World;
@@ -86,6 +86,8 @@ pub(crate) struct Stream {
     pub(crate) upstream: UpstreamResponse,
     /// The client sent the body chunked.
     pub(crate) chunked: bool,
+    /// How far the stream has come, for the properties that depend on it.
+    pub(crate) progress: Progress,
 }
 
 /// A local response the filter asked for.
@@ -262,9 +264,9 @@ impl HostState {
                 response_trailers: stream.response_trailers.as_ref(),
                 connection: &stream.connection,
                 start_ns: stream.start_ns,
-                request_body_size: stream.request_body.len(),
-                response_body_size: stream.response_body.len(),
                 response_details: stream.response_details.as_deref(),
+                progress: &stream.progress,
+                filter_state: &stream.filter_state,
             }),
         };
         self.info.profile.property(&view, &parts)

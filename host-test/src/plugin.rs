@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::exchange::Exchange;
 use crate::host::{CallResponse, CalloutAnswer, PluginInfo, Stream};
 use crate::outcome::{Disposition, Forwarded, LogLine, Outcome};
-use crate::profile::encode_override;
+use crate::profile::{Progress, encode_override};
 use crate::request::{Headers, Request};
 use crate::transcript::{Entry, Transcript};
 use crate::vm::Vm;
@@ -440,6 +440,13 @@ impl Plugin {
                 .headers
                 .get("transfer-encoding")
                 .is_some_and(|te| te.contains("chunked")),
+            progress: Progress {
+                client_closes: request
+                    .headers
+                    .get("connection")
+                    .is_some_and(|value| value.eq_ignore_ascii_case("close")),
+                ..Progress::default()
+            },
             ..Stream::default()
         };
         let record = vm.state().transcript.is_enabled();
@@ -561,6 +568,11 @@ impl Plugin {
 
     /// Ends the stream's context in the filter, if its VM still runs.
     fn finish_context(&mut self, id: StreamId) {
+        let now = self.world.now_ns();
+        if let Some(stream) = self.stream(id) {
+            stream.progress.logging = true;
+            stream.progress.end_ns = Some(now);
+        }
         if let Some(vm) = self.vm(id) {
             let _ = vm.finish_context(id.context);
         }
@@ -636,6 +648,7 @@ impl Plugin {
     /// behind paused headers arrives in one piece.
     fn release(&mut self, id: StreamId, run: &mut Run, direction: StreamType) {
         run.waiting = false;
+        self.headers_visible(id, direction, false);
         if run.buffering {
             let buffer = self
                 .body_mut(id, direction)
@@ -656,6 +669,25 @@ impl Plugin {
             if let Some(eos) = end {
                 run.events.push_front(Event::Data(data, eos));
             }
+        }
+    }
+
+    /// Envoy's filter holds a header map only while its headers callback
+    /// runs, or while it stays stopped there.
+    fn headers_visible(&mut self, id: StreamId, direction: StreamType, visible: bool) {
+        if let Some(stream) = self.stream(id) {
+            match direction {
+                StreamType::Response => stream.progress.response_headers_visible = visible,
+                _ => stream.progress.request_headers_visible = visible,
+            }
+        }
+    }
+
+    /// Records the response body bytes that went on to the client.
+    fn note_sent(&mut self, id: StreamId, run: &Run) {
+        let sent = run.passed.len();
+        if let Some(stream) = self.stream(id).filter(|_| run.phase != Phase::Request) {
+            stream.progress.sent = sent;
         }
     }
 
@@ -684,6 +716,7 @@ impl Plugin {
                         s.response_headers.as_ref().map_or(0, Vec::len)
                     }
                 });
+                self.headers_visible(id, direction, true);
                 let Some(vm) = self.vm(id) else { return };
                 let result = if request {
                     vm.request_headers(ctx, count, last)
@@ -693,10 +726,15 @@ impl Plugin {
                 if paused(result) {
                     run.waiting = true;
                     run.held = true;
+                } else {
+                    self.headers_visible(id, direction, false);
                 }
             }
             Event::Data(chunk, eos) => {
                 let buffering = run.buffering;
+                if let Some(stream) = self.stream(id).filter(|_| request) {
+                    stream.progress.received += chunk.len();
+                }
                 let size = match self.body_mut(id, direction) {
                     Some(buffer) => {
                         if !buffering {
@@ -723,6 +761,7 @@ impl Plugin {
                         .unwrap_or_default();
                     run.passed.extend(buffer);
                     run.buffering = false;
+                    self.note_sent(id, run);
                 }
             }
             Event::Trailers(pairs) => {
@@ -806,6 +845,7 @@ impl Plugin {
         let Some(stream) = self.stream(id) else {
             return;
         };
+        stream.progress.forwarded = true;
         let forwarded = Forwarded {
             headers: to_headers(&profile.upstream_request_headers(
                 &stream.request_headers,
@@ -853,6 +893,7 @@ impl Plugin {
     }
 
     fn complete(&mut self, id: StreamId, run: &mut Run) -> Outcome {
+        self.note_sent(id, run);
         self.finish_context(id);
         self.collect(run);
         let stream = self.take_stream(id);

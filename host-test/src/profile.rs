@@ -9,8 +9,16 @@
 use crate::abi::{Pairs, Status, encode_pairs};
 use crate::request::{Connection, Request};
 
+mod xds;
+
+use xds::Attr;
+pub use xds::{
+    BuildVersion, Cluster, Listener, Locality, Metadata, Node, Route, Struct, StructValue,
+    UpstreamHost, Xds,
+};
+
 /// The host behaviour a plugin runs under.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Profile {
     /// The proxy imitated, for reports.
     pub name: &'static str,
@@ -24,6 +32,10 @@ pub struct Profile {
     /// (`http_protocol_options.enable_trailers`). Defaults to false, as in
     /// Envoy: trailers are dropped and the body ends with an empty frame.
     pub http1_trailers: bool,
+    /// The node, listener, route, cluster and upstream host the `xds.*` and
+    /// `upstream.*` properties come from. Defaults to those of
+    /// `tests/fidelity/envoy.yaml`.
+    pub xds: Xds,
 }
 
 impl Default for Profile {
@@ -49,9 +61,34 @@ pub(crate) struct StreamView<'a> {
     pub(crate) response_trailers: Option<&'a Pairs>,
     pub(crate) connection: &'a Connection,
     pub(crate) start_ns: u64,
-    pub(crate) request_body_size: usize,
-    pub(crate) response_body_size: usize,
     pub(crate) response_details: Option<&'a str>,
+    pub(crate) progress: &'a Progress,
+    /// What the filter stored with `proxy_set_property`, by dotted path.
+    pub(crate) filter_state: &'a std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+/// How far a stream has come, for the properties whose presence or value
+/// depends on it. The harness's driver keeps it up to date.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Progress {
+    /// The filter is in its request headers callback, or stopped there
+    /// and not resumed: Envoy's filter holds the header map only then.
+    pub(crate) request_headers_visible: bool,
+    /// Likewise for the response headers.
+    pub(crate) response_headers_visible: bool,
+    /// `proxy_on_log` runs: Envoy reads the access log's header maps.
+    pub(crate) logging: bool,
+    /// The router picked the upstream host and sent the request.
+    pub(crate) forwarded: bool,
+    /// Body bytes received from the client so far.
+    pub(crate) received: usize,
+    /// Body bytes sent to the client so far.
+    pub(crate) sent: usize,
+    /// When the stream completed, in the harness's clock.
+    pub(crate) end_ns: Option<u64>,
+    /// The client asked to close the connection after the response
+    /// (`connection: close`), so Envoy adds the same to the response.
+    pub(crate) client_closes: bool,
 }
 
 /// A property lookup's result before encoding.
@@ -74,7 +111,7 @@ impl Value {
             Value::Int(value) => value.to_le_bytes().to_vec(),
             Value::Uint(value) => value.to_le_bytes().to_vec(),
             Value::Bool(value) => vec![u8::from(value)],
-            Value::Map(pairs) => encode_pairs(&pairs),
+            Value::Map(pairs) => xds::property_pairs(&pairs),
         }
     }
 }
@@ -88,6 +125,7 @@ impl Profile {
             route_timeout_ms: 15_000,
             local_address: "192.0.2.1".into(),
             http1_trailers: false,
+            xds: Xds::default(),
         }
     }
 
@@ -299,8 +337,8 @@ impl Profile {
             "plugin_name" => Value::text(view.plugin_name),
             "plugin_root_id" => Value::text(view.root_id),
             "plugin_vm_id" => Value::text(view.vm_id),
-            "request" => return stream_property(view, rest, request_field),
-            "response" => return stream_property(view, rest, response_field),
+            "request" => return stream_property(view, rest, |s, f| self.request_field(s, f)),
+            "response" => return stream_property(view, rest, |s, f| self.response_field(s, f)),
             "source" => {
                 return stream_property(view, rest, |s, f| address_field(&s.connection.source, f));
             }
@@ -313,6 +351,11 @@ impl Profile {
             "connection_id" => {
                 let stream = view.stream.as_ref().ok_or(Status::NotFound)?;
                 Value::Uint(stream.connection.id)
+            }
+            "xds" => return self.xds_property(view, rest),
+            "upstream" => return self.upstream_property(view, rest),
+            "metadata" | "filter_state" | "upstream_filter_state" => {
+                return self.state_property(view, name, rest);
             }
             _ => return Err(Status::NotFound),
         };
@@ -329,14 +372,16 @@ fn stream_property(
     field: impl Fn(&StreamView<'_>, &str) -> Option<Value>,
 ) -> Result<Vec<u8>, Status> {
     let stream = view.stream.as_ref().ok_or(Status::NotFound)?;
-    let (name, rest) = rest.split_first().ok_or(Status::NotFound)?;
+    // Envoy cannot list these maps' keys to serialize them whole.
+    let (name, rest) = rest.split_first().ok_or(Status::SerializationFailure)?;
     let name = std::str::from_utf8(name).map_err(|_| Status::NotFound)?;
     let value = field(stream, name).ok_or(Status::NotFound)?;
     match (value, rest) {
         (value, []) => Ok(value.encode()),
+        // Header names are looked up lowercased, as Envoy looks them up.
         (Value::Map(pairs), [key]) => pairs
             .iter()
-            .find(|(name, _)| name == key)
+            .find(|(name, _)| name.eq_ignore_ascii_case(key))
             .map(|(_, value)| value.clone())
             .ok_or(Status::NotFound),
         _ => Err(Status::NotFound),
@@ -356,47 +401,6 @@ fn without_pseudo(pairs: &Pairs) -> Pairs {
         .filter(|(key, _)| key.first() != Some(&b':'))
         .cloned()
         .collect()
-}
-
-fn request_field(stream: &StreamView<'_>, field: &str) -> Option<Value> {
-    let headers = stream.request_headers;
-    let bytes = |name: &str| header(headers, name).map(|value| Value::Bytes(value.to_vec()));
-    let path = header(headers, ":path").unwrap_or_default();
-    let (url_path, query) = match path.iter().position(|&byte| byte == b'?') {
-        Some(at) => (path.get(..at)?, path.get(at + 1..)?),
-        None => (path, &b""[..]),
-    };
-    Some(match field {
-        "path" => bytes(":path")?,
-        "url_path" => Value::Bytes(url_path.to_vec()),
-        "query" => Value::Bytes(query.to_vec()),
-        "host" => bytes(":authority")?,
-        "scheme" => bytes(":scheme")?,
-        "method" => bytes(":method")?,
-        "headers" => Value::Map(without_pseudo(headers)),
-        "referer" => bytes("referer")?,
-        "useragent" => bytes("user-agent")?,
-        "id" => bytes("x-request-id")?,
-        "protocol" => Value::text("HTTP/1.1"),
-        "time" => Value::Int(i64::try_from(stream.start_ns).ok()?),
-        "size" => Value::Int(i64::try_from(stream.request_body_size).ok()?),
-        _ => return None,
-    })
-}
-
-fn response_field(stream: &StreamView<'_>, field: &str) -> Option<Value> {
-    let headers = stream.response_headers?;
-    Some(match field {
-        "code" => {
-            let status = std::str::from_utf8(header(headers, ":status")?).ok()?;
-            Value::Int(status.parse().ok()?)
-        }
-        "code_details" => Value::text(stream.response_details?),
-        "headers" => Value::Map(without_pseudo(headers)),
-        "trailers" => Value::Map(stream.response_trailers.cloned().unwrap_or_default()),
-        "size" => Value::Int(i64::try_from(stream.response_body_size).ok()?),
-        _ => return None,
-    })
 }
 
 fn address_field(address: &str, field: &str) -> Option<Value> {
@@ -539,4 +543,332 @@ pub(crate) fn normalize_path(path: &str) -> String {
         out.push_str(query);
     }
     out
+}
+
+// --- request and response properties, the configuration's and the
+// upstream's, with the timing Envoy gives them -------------------------------
+
+impl StreamView<'_> {
+    /// The request headers Envoy's filter can read now: during the request
+    /// headers callback (and after it, if it stopped there and was not
+    /// resumed), and at `proxy_on_log`, where the access log's map carries
+    /// the router's `x-envoy-expected-rq-timeout-ms` once forwarded.
+    fn visible_request_headers(&self, profile: &Profile) -> Option<Pairs> {
+        let progress = self.progress;
+        if progress.logging && progress.forwarded {
+            let mut pairs = self.request_headers.clone();
+            let timeout = profile.route_timeout_ms.to_string().into_bytes();
+            pairs.push((b"x-envoy-expected-rq-timeout-ms".to_vec(), timeout));
+            return Some(pairs);
+        }
+        (progress.logging || progress.request_headers_visible).then(|| self.request_headers.clone())
+    }
+
+    /// The response headers Envoy's filter can read now; at `proxy_on_log`
+    /// with what the connection manager adds on the way out: `date`,
+    /// `server: envoy`, and `connection: close` for a client that asked.
+    fn visible_response_headers(&self) -> Option<Pairs> {
+        let progress = self.progress;
+        let headers = self.response_headers?;
+        if !progress.logging {
+            return progress.response_headers_visible.then(|| headers.clone());
+        }
+        let mut pairs = headers.clone();
+        let now = self.progress.end_ns.unwrap_or(self.start_ns);
+        set_in_place(&mut pairs, b"date", http_date(now));
+        set_in_place(&mut pairs, b"server", "envoy".to_owned());
+        if progress.client_closes {
+            set_in_place(&mut pairs, b"connection", "close".to_owned());
+        }
+        Some(pairs)
+    }
+
+    fn visible_response_trailers(&self) -> Option<&Pairs> {
+        let progress = self.progress;
+        (progress.logging || progress.response_headers_visible).then_some(self.response_trailers?)
+    }
+}
+
+/// A header map as a property sees it: pseudo-headers left out, each name
+/// once, the values of a repeated header joined with commas.
+fn joined(pairs: &Pairs) -> Pairs {
+    let mut out: Pairs = Vec::new();
+    for (name, value) in without_pseudo(pairs) {
+        match out.iter_mut().find(|(seen, _)| *seen == name) {
+            Some((_, joined)) => {
+                joined.push(b',');
+                joined.extend_from_slice(&value);
+            }
+            None => out.push((name, value)),
+        }
+    }
+    out
+}
+
+/// Envoy's `byteSize()` of a header map: the lengths of every name and
+/// value.
+fn byte_size(pairs: Option<&Pairs>) -> i64 {
+    let total: usize = pairs
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    i64::try_from(total).unwrap_or(i64::MAX)
+}
+
+fn int(value: usize) -> Value {
+    Value::Int(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+/// Envoy's mapping of an HTTP status to a gRPC status, for a response
+/// without `grpc-status`.
+fn grpc_status_of_http(code: i64) -> i64 {
+    match code {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502..=504 => 14,
+        _ => 2,
+    }
+}
+
+/// A `grpc-status` header: its code, or -1 when it is not one of the
+/// seventeen well-known codes.
+fn grpc_status_header(pairs: Option<&Pairs>) -> Option<i64> {
+    let value = header(pairs?, "grpc-status")?;
+    let code = std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    Some(match code {
+        Some(code) if code <= 16 => i64::try_from(code).unwrap_or(-1),
+        _ => -1,
+    })
+}
+
+impl Profile {
+    fn request_field(&self, stream: &StreamView<'_>, field: &str) -> Option<Value> {
+        let visible = stream.visible_request_headers(self);
+        let headers = visible.as_ref();
+        let bytes = |name: &str| header(headers?, name).map(|value| Value::Bytes(value.to_vec()));
+        let path = headers.and_then(|headers| header(headers, ":path"));
+        let split = path.map(|path| match path.iter().position(|&byte| byte == b'?') {
+            Some(at) => {
+                let (url_path, query) = path.split_at(at);
+                (url_path, query.get(1..).unwrap_or_default())
+            }
+            None => (path, &b""[..]),
+        });
+        Some(match field {
+            "path" => bytes(":path")?,
+            "url_path" => Value::Bytes(split?.0.to_vec()),
+            "query" => {
+                let query = split?.1.split(|&byte| byte == b'#').next();
+                Value::Bytes(query.unwrap_or_default().to_vec())
+            }
+            "host" => bytes(":authority")?,
+            "scheme" => bytes(":scheme")?,
+            "method" => bytes(":method")?,
+            "headers" => Value::Map(headers.map(joined).unwrap_or_default()),
+            "headers_bytes" => Value::Int(byte_size(headers)),
+            "referer" => bytes("referer")?,
+            "useragent" => bytes("user-agent")?,
+            "id" => bytes("x-request-id")?,
+            "protocol" => Value::text("HTTP/1.1"),
+            "time" => Value::Int(i64::try_from(stream.start_ns).ok()?),
+            "size" => match headers.and_then(|headers| header(headers, "content-length")) {
+                Some(length) => Value::Int(std::str::from_utf8(length).ok()?.parse().ok()?),
+                None => int(stream.progress.received),
+            },
+            "total_size" => {
+                Value::Int(i64::try_from(stream.progress.received).ok()? + byte_size(headers))
+            }
+            "duration" => {
+                let end = stream.progress.end_ns.filter(|_| stream.progress.logging)?;
+                Value::Int(i64::try_from(end.saturating_sub(stream.start_ns)).ok()?)
+            }
+            _ => return None,
+        })
+    }
+
+    fn response_field(&self, stream: &StreamView<'_>, field: &str) -> Option<Value> {
+        let visible = stream.visible_response_headers();
+        let headers = visible.as_ref();
+        let trailers = stream.visible_response_trailers();
+        let code = || -> Option<i64> {
+            let status = header(stream.response_headers?, ":status")?;
+            std::str::from_utf8(status).ok()?.parse().ok()
+        };
+        Some(match field {
+            "code" => Value::Int(code()?),
+            "code_details" => Value::text(stream.response_details?),
+            "headers" => Value::Map(headers.map(joined).unwrap_or_default()),
+            "headers_bytes" => Value::Int(byte_size(headers)),
+            "trailers" => Value::Map(trailers.map(joined).unwrap_or_default()),
+            "size" => int(stream.progress.sent),
+            "total_size" => Value::Int(
+                i64::try_from(stream.progress.sent).ok()?
+                    + byte_size(headers)
+                    + byte_size(trailers),
+            ),
+            // No response flag is ever raised: the harness's upstream
+            // always answers, and a local reply raises none.
+            "flags" => Value::Int(0),
+            "grpc_status" => Value::Int(
+                grpc_status_header(trailers)
+                    .or_else(|| grpc_status_header(headers))
+                    .or_else(|| code().map(grpc_status_of_http))?,
+            ),
+            "backend_latency" => {
+                let progress = stream.progress;
+                (progress.logging && progress.forwarded).then_some(Value::Int(0))?
+            }
+            _ => return None,
+        })
+    }
+
+    /// `xds.*`: the node everywhere; the rest only on a stream, the
+    /// upstream host's metadata once the router has picked the host.
+    fn xds_property(&self, view: &PropertyView<'_>, rest: &[&[u8]]) -> Result<Vec<u8>, Status> {
+        let (name, rest) = rest.split_first().ok_or(Status::SerializationFailure)?;
+        let xds = &self.xds;
+        let attr = match (*name, view.stream.as_ref()) {
+            (b"node", _) => xds::node_attr(&xds.node),
+            (_, None) => return Err(Status::NotFound),
+            (b"cluster_name", _) => Attr::text(&xds.cluster.name),
+            (b"cluster_metadata", _) => xds::metadata_attr(&xds.cluster.metadata),
+            (b"route_name", _) => Attr::text(&xds.route.name),
+            (b"route_metadata", _) => xds::metadata_attr(&xds.route.metadata),
+            (b"virtual_host_name", _) => Attr::text(&xds.route.virtual_host),
+            (b"virtual_host_metadata", _) => xds::metadata_attr(&xds.route.virtual_host_metadata),
+            (b"filter_chain_name", _) => Attr::text(&xds.listener.filter_chain_name),
+            (b"listener_metadata", _) => xds::metadata_attr(&xds.listener.metadata),
+            (b"listener_direction", _) => Attr::Int(xds.listener.direction),
+            (b"upstream_host_metadata", Some(stream)) if stream.progress.forwarded => {
+                let metadata = xds.upstream_host.metadata.as_ref();
+                metadata.map_or(Attr::Null, xds::metadata_attr)
+            }
+            (b"upstream_host_locality_metadata", Some(stream)) if stream.progress.forwarded => {
+                let metadata = xds.upstream_host.locality_metadata.as_ref();
+                metadata.map_or(Attr::Null, xds::metadata_attr)
+            }
+            _ => return Err(Status::NotFound),
+        };
+        attr.walk(rest)?.encode()
+    }
+
+    /// `upstream.*`: the cluster's size and the attempt count from the
+    /// start, the host's address, locality and connection once the router
+    /// has picked it. No upstream TLS: its TLS fields are not found.
+    fn upstream_property(
+        &self,
+        view: &PropertyView<'_>,
+        rest: &[&[u8]],
+    ) -> Result<Vec<u8>, Status> {
+        let stream = view.stream.as_ref().ok_or(Status::NotFound)?;
+        let (name, rest) = rest.split_first().ok_or(Status::SerializationFailure)?;
+        let host = &self.xds.upstream_host;
+        let forwarded = stream.progress.forwarded;
+        let attr = match (*name, forwarded) {
+            (b"num_endpoints", _) => Attr::Uint(self.xds.cluster.endpoints),
+            (b"request_attempt_count", _) => Attr::Uint(u64::from(forwarded)),
+            (b"address", true) => Attr::text(&host.address),
+            (b"port", true) => {
+                let (_, port) = host.address.rsplit_once(':').ok_or(Status::NotFound)?;
+                Attr::Int(port.parse().map_err(|_| Status::NotFound)?)
+            }
+            (b"local_address", true) => Attr::text(&host.local_address),
+            (b"locality", true) => xds::locality_attr(&host.locality),
+            (b"transport_failure_reason", true) => Attr::text(""),
+            // The harness's connection pool is ready at once.
+            (b"cx_pool_ready_duration", true) => Attr::Int(0),
+            _ => return Err(Status::NotFound),
+        };
+        attr.walk(rest)?.encode()
+    }
+
+    /// `metadata` (the stream's dynamic metadata, which no filter of the
+    /// harness sets), `filter_state` (what the filter stored, under
+    /// `wasm.` and its path) and `upstream_filter_state` (none).
+    fn state_property(
+        &self,
+        view: &PropertyView<'_>,
+        name: &str,
+        rest: &[&[u8]],
+    ) -> Result<Vec<u8>, Status> {
+        let stream = view.stream.as_ref().ok_or(Status::NotFound)?;
+        match (name, rest) {
+            ("metadata", _) => xds::metadata_attr(&Metadata::default())
+                .walk(rest)?
+                .encode(),
+            // Envoy cannot list the filter state's keys to serialize it.
+            ("filter_state", []) => Err(Status::SerializationFailure),
+            ("filter_state", [key]) => {
+                let key = std::str::from_utf8(key).map_err(|_| Status::NotFound)?;
+                let path = key.strip_prefix("wasm.").ok_or(Status::NotFound)?;
+                stream
+                    .filter_state
+                    .get(&path.replace('\0', "."))
+                    .cloned()
+                    .ok_or(Status::NotFound)
+            }
+            _ => Err(Status::NotFound),
+        }
+    }
+}
+
+/// An IMF-fixdate (`Thu, 01 Jan 2026 00:00:00 GMT`) for nanoseconds since
+/// the epoch.
+fn http_date(now_ns: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let seconds = now_ns / 1_000_000_000;
+    let days = seconds / 86_400;
+    let (hour, minute, second) = (seconds / 3600 % 24, seconds / 60 % 60, seconds % 60);
+    // Days to a civil date, after Howard Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let weekday = DAYS.get((days % 7) as usize).copied().unwrap_or("Thu");
+    let month_name = MONTHS.get((month - 1) as usize).copied().unwrap_or("Jan");
+    format!("{weekday}, {day:02} {month_name} {year} {hour:02}:{minute:02}:{second:02} GMT")
+}
+
+#[cfg(test)]
+mod property_tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_are_imf_fixdates() {
+        assert_eq!(
+            http_date(crate::plugin::DEFAULT_START_NS),
+            "Thu, 01 Jan 2026 00:00:00 GMT"
+        );
+        let leap_day = 1_709_210_096 * 1_000_000_000;
+        assert_eq!(http_date(leap_day), "Thu, 29 Feb 2024 12:34:56 GMT");
+    }
+
+    #[test]
+    fn http_statuses_map_to_grpc_statuses_as_envoy_maps_them() {
+        let codes = [400, 401, 403, 404, 429, 502, 503, 504, 200, 500];
+        let grpc: Vec<i64> = codes.into_iter().map(grpc_status_of_http).collect();
+        assert_eq!(grpc, [13, 16, 7, 12, 14, 14, 14, 14, 2, 2]);
+    }
+
+    #[test]
+    fn a_grpc_status_header_outside_the_known_codes_is_minus_one() {
+        let pairs = |value: &str| vec![(b"grpc-status".to_vec(), value.as_bytes().to_vec())];
+        assert_eq!(grpc_status_header(Some(&pairs("16"))), Some(16));
+        assert_eq!(grpc_status_header(Some(&pairs("17"))), Some(-1));
+        assert_eq!(grpc_status_header(Some(&pairs("x"))), Some(-1));
+        assert_eq!(grpc_status_header(Some(&Vec::new())), None);
+    }
 }

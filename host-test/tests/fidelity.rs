@@ -6,8 +6,9 @@
 //! log lines.
 //!
 //! Values that differ on every run are masked on both sides before the
-//! comparison: request ids, dates, the client's port and the upstream's
-//! service time. Envoy runs with two workers (as the shipped example
+//! comparison: request ids, dates, loopback ports (the client's, and the
+//! upstream's in `upstream.address` and `upstream.local_address`) and the
+//! upstream's service time. Durations are compared by their length. Envoy runs with two workers (as the shipped example
 //! does); the harness with one, which is why no scenario depends on
 //! which worker serves it.
 
@@ -88,6 +89,9 @@ struct Observed {
     upstream_headers: Vec<(String, String)>,
     logs: Vec<String>,
     background: Vec<String>,
+    /// The upstream host and Envoy's end of the connection to it, from
+    /// Envoy's access log; not compared, but given to the harness.
+    upstream: Option<(String, String)>,
 }
 
 const VOLATILE_HEADERS: [&str; 4] = [
@@ -303,12 +307,14 @@ fn observe_harness(outcome: &Outcome, background: &[warden_host_test::LogLine]) 
             .map(line)
             .collect(),
         background,
+        upstream: None,
     }
 }
 
 /// The request as bytes on the wire, in the order the harness's profile
 /// assumes: request line, `host`, the headers, a `content-length` for a
-/// body sent without one, `connection: close`.
+/// body sent without one, `connection: close` unless the scenario gives a
+/// `connection` header itself.
 fn wire(request: &Request) -> Vec<u8> {
     let mut out = format!(
         "{} {} HTTP/1.1\r\nhost: {}\r\n",
@@ -325,7 +331,10 @@ fn wire(request: &Request) -> Vec<u8> {
     if !body.is_empty() && !chunked && request.headers.get("content-length").is_none() {
         out.push_str(&format!("content-length: {}\r\n", body.len()));
     }
-    out.push_str("connection: close\r\n\r\n");
+    if request.headers.get("connection").is_none() {
+        out.push_str("connection: close\r\n");
+    }
+    out.push_str("\r\n");
     if chunked {
         if !body.is_empty() {
             out.push_str(&format!("{:x}\r\n{body}\r\n", body.len()));
@@ -384,7 +393,15 @@ fn envoy(
     let mut background = Vec::new();
     let mut details = String::new();
     let mut last: Option<(bool, usize)> = None;
+    let mut upstream = None;
     for line in log.lines() {
+        if let Some(rest) = line.strip_prefix("UPSTREAM ") {
+            upstream = rest
+                .split_once(' ')
+                .filter(|(host, _)| *host != "-")
+                .map(|(host, local)| (host.to_owned(), local.to_owned()));
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("ACCESS ") {
             details = rest
                 .split_once(' ')
@@ -464,6 +481,7 @@ fn envoy(
         upstream_headers,
         logs,
         background,
+        upstream,
     };
     (observed, certificate)
 }
@@ -582,7 +600,12 @@ fn harness_and_envoy_agree_on_every_scenario() {
                         .iter()
                         .map(|scenario| {
                             let (e, certificate) = envoy(wasm, template, scenario);
-                            let h = harness(filter, scenario, profile, certificate.as_deref());
+                            let mut profile = profile.clone();
+                            if let Some((host, local)) = &e.upstream {
+                                profile.xds.upstream_host.address = host.clone();
+                                profile.xds.upstream_host.local_address = local.clone();
+                            }
+                            let h = harness(filter, scenario, &profile, certificate.as_deref());
                             (scenario.name.clone(), diff(&h, &e))
                         })
                         .collect::<Vec<_>>()

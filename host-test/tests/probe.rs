@@ -466,3 +466,180 @@ fn a_failing_assertion_shows_the_outcome_and_the_transcript() {
         "{message}"
     );
 }
+
+// --- properties from the configuration and the stream's progress ----------
+
+fn plugin_with(profile: Profile, config: serde_json::Value) -> Plugin {
+    let wasm = testing::build_filter("probe").unwrap();
+    let filter = Engine::new().unwrap().load_file(wasm).unwrap();
+    filter
+        .plugin()
+        .name("probe")
+        .profile(profile)
+        .configuration(config.to_string())
+        .start()
+        .unwrap()
+}
+
+fn property(path: &str, kind: &str) -> serde_json::Value {
+    serde_json::json!({"op": "property", "path": path.split('/').collect::<Vec<_>>(), "as": kind})
+}
+
+#[test]
+fn xds_properties_come_from_the_profile() {
+    use warden_host_test::profile::{Metadata, Struct, StructValue};
+    let mut profile = Profile::envoy();
+    profile.xds.node.id = "edge-7".into();
+    profile.xds.node.metadata = Struct(vec![("weight".into(), StructValue::Number(2.0))]);
+    profile.xds.route.name = "ledger".into();
+    profile.xds.cluster.name = "books".into();
+    profile.xds.cluster.metadata = Metadata::single("warden", "tier", "gold");
+    profile.xds.upstream_host.address = "10.0.0.5:9443".into();
+    profile.xds.upstream_host.metadata = None;
+    let checks = [
+        property("xds/node/id", "string"),
+        property("xds/node/metadata", "hex"),
+        property("xds/node/metadata/weight", "hex"),
+        property("xds/route_name", "string"),
+        property("xds/cluster_name", "string"),
+        property("xds/cluster_metadata", "hex"),
+        property("xds/cluster_metadata/filter_metadata/warden/tier", "string"),
+        property("xds/upstream_host_metadata", "status"),
+        property("upstream/address", "status"),
+        property("upstream/port", "int"),
+        property("upstream/request_attempt_count", "int"),
+    ];
+    let mut plugin = plugin_with(
+        profile,
+        serde_json::json!({"request_headers": checks, "response_headers": checks[7..]}),
+    );
+    let exchange = plugin.send(Request::get("/")).unwrap();
+    assert_eq!(
+        messages(&exchange)[1..],
+        [
+            "request_headers: property xds.node.id = edge-7",
+            // One pair, `weight` = the double 2.0.
+            "request_headers: property xds.node.metadata = 01000000060000000800000077656967687400\
+             000000000000004000",
+            "request_headers: property xds.node.metadata.weight = 0000000000000040",
+            "request_headers: property xds.route_name = ledger",
+            "request_headers: property xds.cluster_name = books",
+            // filter_metadata { "warden": { "tier": "gold" } }
+            "request_headers: property xds.cluster_metadata = \
+             0a1a0a0677617264656e12100a0e0a047469657212061a04676f6c64",
+            "request_headers: property xds.cluster_metadata.filter_metadata.warden.tier = gold",
+            "request_headers: property xds.upstream_host_metadata = status 1, 0 bytes",
+            "request_headers: property upstream.address = status 1, 0 bytes",
+            "request_headers: property upstream.port = None",
+            "request_headers: property upstream.request_attempt_count = 0",
+            "response_headers: end_of_stream = true",
+            // No host metadata: Envoy cannot serialize the null message.
+            "response_headers: property xds.upstream_host_metadata = status 3, 0 bytes",
+            "response_headers: property upstream.address = status 0, 13 bytes",
+            "response_headers: property upstream.port = 9443",
+            "response_headers: property upstream.request_attempt_count = 1",
+            "log: stream ends",
+        ]
+    );
+}
+
+#[test]
+fn sizes_and_durations_follow_the_stream() {
+    let sizes = [
+        property("request/total_size", "int"),
+        property("request/headers_bytes", "int"),
+        property("response/total_size", "int"),
+        property("response/headers_bytes", "int"),
+        property("response/size", "int"),
+        property("response/flags", "int"),
+        property("response/backend_latency", "int"),
+        property("request/duration", "int"),
+    ];
+    let mut plugin = plugin_with(
+        Profile::envoy(),
+        serde_json::json!({
+            "request_headers": [
+                {"op": "callout", "cluster": "auth", "timeout_ms": 1000,
+                 "headers": [[":method", "GET"], [":path", "/"], [":authority", "auth"]]},
+                {"op": "pause"}
+            ],
+            "callout": [{"op": "resume", "which": "request"}],
+            "response_headers": [property("request/path", "status"), sizes[7].clone()],
+            "log": sizes,
+        }),
+    );
+    let answer = CalloutAnswer::Respond {
+        status: 200,
+        headers: vec![],
+        body: vec![],
+        trailers: vec![],
+    };
+    plugin.upstream_after("auth", answer, 250);
+    let exchange = plugin.send(Request::get("/d")).unwrap();
+    // The request headers the filter saw come to 175 bytes; the router adds
+    // `x-envoy-expected-rq-timeout-ms: 15000`. The response headers (55
+    // bytes: `:status`, `content-length`, the service time) gain `date` and
+    // `server` on the way out.
+    assert_eq!(
+        messages(&exchange)[2..],
+        [
+            "callout: resume request = Ok(())",
+            "response_headers: end_of_stream = true",
+            "response_headers: property request.path = status 1, 0 bytes",
+            "response_headers: property request.duration = None",
+            "log: stream ends",
+            "log: property request.total_size = 210",
+            "log: property request.headers_bytes = 210",
+            "log: property response.total_size = 99",
+            "log: property response.headers_bytes = 99",
+            "log: property response.size = 0",
+            "log: property response.flags = 0",
+            "log: property response.backend_latency = 0",
+            "log: property request.duration = 250000000",
+        ]
+    );
+}
+
+#[test]
+fn a_local_reply_is_sized_as_envoy_sends_it() {
+    let mut plugin = plugin_with(
+        Profile::envoy(),
+        serde_json::json!({
+            "request_headers": [{"op": "reply", "status": 403, "body": "no"}],
+            "response_headers": [
+                property("request/path", "string"),
+                property("response/total_size", "int"),
+                property("response/grpc_status", "int"),
+            ],
+            "log": [
+                property("response/total_size", "int"),
+                property("response/size", "int"),
+                property("response/backend_latency", "status"),
+                property("upstream/request_attempt_count", "int"),
+                property("request/duration", "int"),
+            ],
+        }),
+    );
+    let request = Request::get("/d").header("connection", "close");
+    let exchange = plugin.send(request).unwrap();
+    exchange.assert_status(403);
+    // 47 bytes of headers (`:status`, `content-length`, `content-type`);
+    // at the end `date`, `server` and, for a client that closes,
+    // `connection: close` too, and the two bytes of body.
+    assert_eq!(
+        messages(&exchange)[2..],
+        [
+            "response_headers: end_of_stream = false",
+            "response_headers: property request.path = /d",
+            "response_headers: property response.total_size = 47",
+            "response_headers: property response.grpc_status = 7",
+            "response_body: size = 2 end_of_stream = true",
+            "log: stream ends",
+            "log: property response.total_size = 108",
+            "log: property response.size = 2",
+            "log: property response.backend_latency = status 1, 0 bytes",
+            "log: property upstream.request_attempt_count = 0",
+            "log: property request.duration = 0",
+        ]
+    );
+}

@@ -111,6 +111,7 @@ fn decode(kind: &str, bytes: &[u8]) -> String {
         },
         "map" => pairs(bytes),
         "len" => format!("<{} bytes>", bytes.len()),
+        "hex" => bytes.iter().map(|byte| format!("{byte:02x}")).collect(),
         _ => text(bytes),
     }
 }
@@ -302,6 +303,17 @@ fn apply(cb: &str, op: &Op) -> bool {
             let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let result = hostcalls::set_map(map_type(map), borrowed);
             info(cb, format!("set_headers {map} = {result:?}"));
+        }
+        Op::Property { path, kind } if kind == "status" => {
+            // The raw status, which the SDK folds into `None` for both
+            // `NotFound` and an empty value.
+            let joined = path.join("\0");
+            let mut data: *mut u8 = std::ptr::null_mut();
+            let mut size: usize = 0;
+            // SAFETY: the path is a live local and the host writes only the
+            // two locals passed by reference.
+            let status = unsafe { raw::proxy_get_property(joined.as_ptr(), joined.len(), &mut data, &mut size) };
+            info(cb, format!("property {} = status {status}, {size} bytes", path.join(".")));
         }
         Op::Property { path, kind } => {
             let parts: Vec<&str> = path.iter().map(String::as_str).collect();
