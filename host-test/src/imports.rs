@@ -11,6 +11,7 @@ use crate::abi::Status;
 use crate::host::HostState;
 
 mod buffers;
+mod foreign;
 mod grpc;
 mod headers;
 mod http_call;
@@ -40,6 +41,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     shared_queue::add(linker)?;
     metrics::add(linker)?;
     grpc::add(linker)?;
+    foreign::add(linker)?;
     wasi::add(linker)?;
     Ok(())
 }
