@@ -24,6 +24,8 @@ mod stream;
 mod time;
 mod wasi;
 
+pub(crate) use foreign::Declarations;
+
 /// Registers every host function the harness provides.
 ///
 /// # Errors

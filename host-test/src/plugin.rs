@@ -160,7 +160,15 @@ impl PluginBuilder {
         self
     }
 
-    /// Starts every worker's VM and configures the root contexts.
+    /// Starts the VMs as Envoy starts them and configures their root
+    /// contexts: first a configuration canary (a VM started and configured
+    /// on the main thread to check the configuration, then discarded:
+    /// its logs and its effects on shared data, queues and metrics remain,
+    /// its timers and callouts die with it), then the main thread's VM
+    /// (which ticks and receives queue notifications but never serves a
+    /// request), then one VM per worker. In transcripts, VMs `0` to
+    /// `workers - 1` are the workers', VM `workers` the main thread's and
+    /// VM `workers + 1` the canary.
     ///
     /// # Errors
     ///
@@ -169,27 +177,28 @@ impl PluginBuilder {
     pub fn start(self) -> Result<Plugin> {
         let world = World::new(self.start_ns);
         let info = Arc::new(self.info);
-        let mut vms = Vec::with_capacity(self.workers);
+        let mut vms = Vec::with_capacity(self.workers + 1);
         let mut logs = Vec::new();
         let mut transcript = Transcript::new(self.record);
-        for worker in 0..self.workers {
-            let mut vm = Vm::start(
-                &self.filter,
-                info.clone(),
-                world.clone(),
-                worker,
-                self.record,
-            )?;
+        let start = |index: usize, logs: &mut Vec<LogLine>, transcript: &mut Transcript| {
+            let mut vm = Vm::start(&self.filter, info.clone(), world.clone(), index, self.record)?;
             logs.append(&mut vm.state_mut().logs);
             transcript.append(vm.state_mut().transcript.take());
-            vms.push(vm);
+            Ok::<Vm, Error>(vm)
+        };
+        drop(start(self.workers + 1, &mut logs, &mut transcript)?);
+        let main = start(self.workers, &mut logs, &mut transcript)?;
+        for worker in 0..self.workers {
+            vms.push(start(worker, &mut logs, &mut transcript)?);
         }
+        vms.push(main);
         Ok(Plugin {
             filter: self.filter,
             record: self.record,
             info,
             world,
             vms,
+            workers: self.workers,
             policy: self.policy,
             next_worker: 0,
             runs: BTreeMap::new(),
@@ -245,7 +254,9 @@ pub struct Plugin {
     record: bool,
     info: Arc<PluginInfo>,
     world: World,
+    /// The workers' VMs, then the main thread's.
     vms: Vec<Vm>,
+    workers: usize,
     policy: FailurePolicy,
     next_worker: usize,
     runs: BTreeMap<StreamId, Run>,
@@ -257,7 +268,7 @@ impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin")
             .field("name", &self.info.name)
-            .field("workers", &self.vms.len())
+            .field("workers", &self.workers)
             .field("open_streams", &self.runs.len())
             .finish_non_exhaustive()
     }
@@ -342,7 +353,7 @@ impl Plugin {
 
     /// The number of workers.
     pub fn workers(&self) -> usize {
-        self.vms.len()
+        self.workers
     }
 
     /// Why the worker's VM failed, if it did.
@@ -378,7 +389,7 @@ impl Plugin {
     /// The request is malformed (a bad time or property override).
     pub fn send(&mut self, request: Request) -> Result<Exchange> {
         let worker = self.next_worker;
-        self.next_worker = (self.next_worker + 1) % self.vms.len();
+        self.next_worker = (self.next_worker + 1) % self.workers;
         self.send_on(worker, request)
     }
 
@@ -400,7 +411,7 @@ impl Plugin {
     /// As [`Plugin::send`].
     pub fn begin(&mut self, request: Request) -> Result<StreamId> {
         let worker = self.next_worker;
-        self.next_worker = (self.next_worker + 1) % self.vms.len();
+        self.next_worker = (self.next_worker + 1) % self.workers;
         self.begin_on(worker, request)
     }
 
@@ -410,6 +421,9 @@ impl Plugin {
     ///
     /// As [`Plugin::send_on`].
     pub fn begin_on(&mut self, worker: usize, request: Request) -> Result<StreamId> {
+        if worker >= self.workers {
+            return Err(Error::invalid(format!("no worker `{worker}`")));
+        }
         self.collect_background();
         self.reload_if_failed(worker)?;
         if let Some(time) = &request.time {

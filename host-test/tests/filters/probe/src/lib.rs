@@ -62,6 +62,9 @@ enum Op {
     /// Calls host functions with arguments no SDK would pass and logs the
     /// raw status of each.
     Abuse,
+    /// Calls the foreign function `name` with `arg` (text, or bytes in hex
+    /// with `hex`) and logs the raw status and the result in hex.
+    Foreign { name: String, #[serde(default)] arg: String, #[serde(default)] hex: bool },
 }
 
 thread_local! {
@@ -167,6 +170,14 @@ mod raw {
             size: *mut usize,
         ) -> u32;
         pub fn proxy_continue_stream(stream: u32) -> u32;
+        pub fn proxy_call_foreign_function(
+            name: *const u8,
+            name_size: usize,
+            args: *const u8,
+            args_size: usize,
+            results: *mut *mut u8,
+            results_size: *mut usize,
+        ) -> u32;
         pub fn proxy_define_metric(kind: u32, name: *const u8, size: usize, id: *mut u32) -> u32;
         pub fn proxy_get_shared_data(
             key: *const u8,
@@ -233,6 +244,35 @@ fn abuse(cb: &str) {
     for (what, status) in results {
         info(cb, format!("abuse: {what} = {status}"));
     }
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2).filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()).collect()
+}
+
+fn foreign(cb: &str, name: &str, arg: &str, hex: bool) {
+    let args = if hex { unhex(arg) } else { arg.as_bytes().to_vec() };
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: every pointer describes a live local; a result the host
+    // placed was allocated by this module's allocator for `size` bytes.
+    let (status, result) = unsafe {
+        let status = raw::proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            args.as_ptr(),
+            args.len(),
+            &mut data,
+            &mut size,
+        );
+        let result = (!data.is_null()).then(|| Vec::from_raw_parts(data, size, size));
+        (status, result)
+    };
+    let shown = match result {
+        Some(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        None => "none".into(),
+    };
+    info(cb, format!("foreign {name} = {status} {shown} ({size} bytes)"));
 }
 
 fn encode_pairs(pairs: &[(String, String)]) -> Vec<u8> {
@@ -449,6 +489,7 @@ fn apply(cb: &str, op: &Op) -> bool {
         }
         Op::Panic { msg } => panic!("{msg}"),
         Op::Abuse => abuse(cb),
+        Op::Foreign { name, arg, hex } => foreign(cb, name, arg, *hex),
         Op::PanicIfHeader { name } => {
             if let Ok(Some(value)) = hostcalls::get_map_value(MapType::HttpRequestHeaders, name) {
                 panic!("{name}: {value}");
