@@ -181,7 +181,13 @@ impl PluginBuilder {
         let mut logs = Vec::new();
         let mut transcript = Transcript::new(self.record);
         let start = |index: usize, logs: &mut Vec<LogLine>, transcript: &mut Transcript| {
-            let mut vm = Vm::start(&self.filter, info.clone(), world.clone(), index, self.record)?;
+            let mut vm = Vm::start(
+                &self.filter,
+                info.clone(),
+                world.clone(),
+                index,
+                self.record,
+            )?;
             logs.append(&mut vm.state_mut().logs);
             transcript.append(vm.state_mut().transcript.take());
             Ok::<Vm, Error>(vm)
@@ -284,13 +290,42 @@ fn paused(result: std::result::Result<i32, crate::vm::Trap>) -> bool {
 /// trailers if the codec delivers them.
 fn request_events(profile: &crate::profile::Profile, request: &Request) -> VecDeque<Event> {
     let trailers = profile.http1_trailers && !request.trailers.0.is_empty();
-    let body = request.body.as_deref().map(str::as_bytes);
     let mut events = VecDeque::from([Event::Headers]);
-    for (chunk, eos) in profile.body_frames(body, trailers) {
-        events.push_back(Event::Data(chunk, eos));
-    }
+    events.extend(body_events(
+        profile,
+        request.body.as_deref(),
+        &request.body_chunks,
+        trailers,
+    ));
     if trailers {
         events.push_back(Event::Trailers(to_pairs(&request.trailers)));
+    }
+    events
+}
+
+/// A body's frames: the codec's for a body sent at once, or one per
+/// chunk of a body sent in pieces, then the empty frame that ends the
+/// stream unless trailers do.
+fn body_events(
+    profile: &crate::profile::Profile,
+    body: Option<&str>,
+    chunks: &[String],
+    trailers: bool,
+) -> Vec<Event> {
+    if chunks.is_empty() {
+        let frames = profile.body_frames(body.map(str::as_bytes), trailers);
+        return frames
+            .into_iter()
+            .map(|(chunk, eos)| Event::Data(chunk, eos))
+            .collect();
+    }
+    let mut events: Vec<Event> = chunks
+        .iter()
+        .filter(|chunk| !chunk.is_empty())
+        .map(|chunk| Event::Data(chunk.clone().into_bytes(), false))
+        .collect();
+    if !trailers {
+        events.push(Event::Data(Vec::new(), true));
     }
     events
 }
@@ -843,16 +878,13 @@ impl Plugin {
         stream.response_trailers = None;
         stream.response_details = Some("via_upstream".into());
         let trailers = (!upstream.trailers.0.is_empty()).then(|| to_pairs(&upstream.trailers));
-        let frames = profile.body_frames(
-            upstream.body.as_deref().map(str::as_bytes),
-            trailers.is_some(),
-        );
         run.events = VecDeque::from([Event::Headers]);
-        run.events.extend(
-            frames
-                .into_iter()
-                .map(|(chunk, eos)| Event::Data(chunk, eos)),
-        );
+        run.events.extend(body_events(
+            &profile,
+            upstream.body.as_deref(),
+            &upstream.body_chunks,
+            trailers.is_some(),
+        ));
         if let Some(trailers) = trailers {
             run.events.push_back(Event::Trailers(trailers));
         }

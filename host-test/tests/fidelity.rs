@@ -256,6 +256,7 @@ fn harness(
             .collect(),
             body: Some(body),
             trailers: Headers::default(),
+            ..UpstreamResponse::default()
         }
     });
     let (exchange, background) = run(upstream.unwrap_or_default());

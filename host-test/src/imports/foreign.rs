@@ -395,7 +395,13 @@ mod tests {
         assert_eq!(last_bytes(&fields, 1), Some(&b"ab"[..]));
         assert_eq!(last_varint(&fields, 2), Some(1));
         // Truncated, wire type 7, field 0, an unopened group, bad UTF-8.
-        for bad in [&b"\x0a\x05ab"[..], b"\x0f", b"\x00\x01", b"\x0c", b"\x0a\x01\xff"] {
+        for bad in [
+            &b"\x0a\x05ab"[..],
+            b"\x0f",
+            b"\x00\x01",
+            b"\x0c",
+            b"\x0a\x01\xff",
+        ] {
             assert_eq!(parse(bad, &[1]), None, "{bad:?}");
         }
         // An unknown group is skipped whole.

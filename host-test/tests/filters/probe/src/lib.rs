@@ -65,6 +65,9 @@ enum Op {
     /// Calls the foreign function `name` with `arg` (text, or bytes in hex
     /// with `hex`) and logs the raw status and the result in hex.
     Foreign { name: String, #[serde(default)] arg: String, #[serde(default)] hex: bool },
+    /// Pauses (buffers) while the body seen so far is not empty and shorter
+    /// than `size`.
+    PauseWhileBodyBelow { buffer: String, size: usize },
 }
 
 thread_local! {
@@ -490,6 +493,12 @@ fn apply(cb: &str, op: &Op) -> bool {
         Op::Panic { msg } => panic!("{msg}"),
         Op::Abuse => abuse(cb),
         Op::Foreign { name, arg, hex } => foreign(cb, name, arg, *hex),
+        Op::PauseWhileBodyBelow { buffer, size } => {
+            let seen = hostcalls::get_buffer(buffer_type(buffer), 0, usize::MAX >> 1);
+            let seen = seen.ok().flatten().map_or(0, |bytes| bytes.len());
+            info(cb, format!("pause_while_body_below {size}: {seen} bytes"));
+            return seen > 0 && seen < *size;
+        }
         Op::PanicIfHeader { name } => {
             if let Ok(Some(value)) = hostcalls::get_map_value(MapType::HttpRequestHeaders, name) {
                 panic!("{name}: {value}");
