@@ -36,6 +36,13 @@ struct Scenario {
     /// The echo upstream answers chunked, in this many frames.
     #[serde(default)]
     upstream_frames: usize,
+    /// The test filter under `tests/filters/`. Defaults to `probe`.
+    #[serde(default = "probe")]
+    filter: String,
+}
+
+fn probe() -> String {
+    "probe".into()
 }
 
 /// The pause between frames, on both sides of Envoy: long enough that
@@ -452,8 +459,15 @@ fn template(dir: &Path, dead: u16, slow: u16) -> PathBuf {
 fn harness_and_envoy_agree_on_the_lifecycle() {
     let scenarios = corpus();
     let only = std::env::var("FIDELITY_ONLY").ok();
-    let wasm = testing::build_filter("probe").unwrap();
-    let filter = Engine::new().unwrap().load_file(&wasm).unwrap();
+    let engine = Engine::new().unwrap();
+    let mut filters = std::collections::BTreeMap::new();
+    for scenario in &scenarios {
+        if !filters.contains_key(&scenario.filter) {
+            let wasm = testing::build_filter(&scenario.filter).unwrap();
+            let filter = engine.load_file(&wasm).unwrap();
+            filters.insert(scenario.filter.clone(), (wasm, filter));
+        }
+    }
     let profile = Profile {
         local_address: local_address(),
         ..Profile::envoy()
@@ -475,11 +489,12 @@ fn harness_and_envoy_agree_on_the_lifecycle() {
         let handles: Vec<_> = selected
             .chunks(selected.len().div_ceil(2).max(1))
             .map(|chunk| {
-                let (filter, profile, wasm, template) = (&filter, &profile, &wasm, &template);
+                let (filters, profile, template) = (&filters, &profile, &template);
                 scope.spawn(move || {
                     chunk
                         .iter()
                         .map(|scenario| {
+                            let (wasm, filter) = &filters[&scenario.filter];
                             let e = envoy(wasm, template, scenario);
                             let h = harness(filter, scenario, profile);
                             (scenario.name.clone(), diff(&h, &e))
