@@ -1,5 +1,7 @@
-//! A plugin: a compiled filter configured and running in one VM per
-//! worker, as Envoy runs it, with the streams sent through it.
+//! A plugin: a compiled filter configured and running in the VMs Envoy
+//! starts (one per worker, the main thread's, and a configuration canary
+//! that is gone once it has configured), with the streams sent through
+//! the workers' VMs.
 //!
 //! [`Plugin::send`] takes a [`Request`] through the whole stream: request
 //! headers, body and trailers, the upstream, the response, and the end of

@@ -3,7 +3,8 @@
 //! 1.40, compared field by field: status, response code details, the
 //! headers and body the client receives, the headers the upstream
 //! receives, the filter's stream log lines in order, and its root-context
-//! lines (`configure:`, `tick:`, `queue_ready:`) as a multiset, counted:
+//! lines (`vm_start:`, `configure:`, `tick:`, `queue_ready:`) as a
+//! multiset, counted:
 //! how many VMs configure and tick is part of what is compared.
 //!
 //! Bodies in several frames: a request with `body_chunks` is sent chunked,
@@ -68,7 +69,7 @@ const VOLATILE_HEADERS: [&str; 4] = [
     "x-envoy-upstream-service-time",
 ];
 
-const ROOT_PREFIXES: [&str; 3] = ["configure:", "tick:", "queue_ready:"];
+const ROOT_PREFIXES: [&str; 4] = ["vm_start:", "configure:", "tick:", "queue_ready:"];
 
 fn is_root(message: &str) -> bool {
     ROOT_PREFIXES

@@ -43,6 +43,7 @@ pub extern "C" fn proxy_on_context_create(_context: u32, _root: u32) {}
 
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_vm_start(_root: u32, _size: u32) -> u32 {
+    log("vm_start: started");
     1
 }
 
