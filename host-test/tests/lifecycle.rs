@@ -320,3 +320,29 @@ fn a_module_importing_proxy_continue_request_is_refused_as_envoy_refuses_it() {
     let error = filter.plugin().start().unwrap_err().to_string();
     assert!(error.contains("proxy_continue_request"), "{error}");
 }
+
+#[test]
+fn foreign_calls_with_bad_pointers_get_statuses() {
+    let mut plugin = probe(
+        1,
+        serde_json::json!({"request_headers": [{"op": "foreign_abuse"}]}),
+    );
+    let exchange = plugin.send(Request::get("/")).unwrap();
+    let lines: Vec<String> = messages(&exchange)
+        .into_iter()
+        .filter(|m| m.contains("foreign_abuse"))
+        .collect();
+    let prefix = "request_headers: foreign_abuse: ";
+    assert_eq!(
+        lines,
+        [
+            format!("{prefix}name outside memory = 6 (0 bytes)"),
+            format!("{prefix}arguments outside memory = 6 (0 bytes)"),
+            // The result is placed, its address cannot be written back.
+            format!("{prefix}result address outside memory = 6 (0 bytes)"),
+            // No place for the address: Envoy still writes the size.
+            format!("{prefix}no place for the result = 0 (13 bytes)"),
+            format!("{prefix}unknown name, result outside memory = 1 (0 bytes)"),
+        ]
+    );
+}

@@ -65,6 +65,9 @@ enum Op {
     /// Calls the foreign function `name` with `arg` (text, or bytes in hex
     /// with `hex`) and logs the raw status and the result in hex.
     Foreign { name: String, #[serde(default)] arg: String, #[serde(default)] hex: bool },
+    /// Calls `proxy_call_foreign_function` with pointers no SDK would pass
+    /// and logs the raw status and the size written of each.
+    ForeignAbuse,
     /// Pauses (buffers) while the body seen so far is not empty and shorter
     /// than `size`.
     PauseWhileBodyBelow { buffer: String, size: usize },
@@ -276,6 +279,40 @@ fn foreign(cb: &str, name: &str, arg: &str, hex: bool) {
         None => "none".into(),
     };
     info(cb, format!("foreign {name} = {status} {shown} ({size} bytes)"));
+}
+
+fn foreign_abuse(cb: &str) {
+    let wild = WILD as *const u8;
+    let name = b"compress";
+    let unknown = b"no_such_function";
+    let args = b"hello";
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let cases: [(&str, &[u8], *const u8, bool, bool); 5] = [
+        ("name outside memory", name, wild, false, false),
+        ("arguments outside memory", name, args.as_ptr(), true, false),
+        ("result address outside memory", name, args.as_ptr(), false, true),
+        ("no place for the result", name, args.as_ptr(), false, false),
+        ("unknown name, result outside memory", unknown, args.as_ptr(), false, true),
+    ];
+    for (index, (what, function, args_ptr, wild_args, wild_result)) in cases.into_iter().enumerate() {
+        let mut size: usize = 0;
+        let name_ptr = if index == 0 { wild } else { function.as_ptr() };
+        let args_ptr = if wild_args { wild } else { args_ptr };
+        let results: *mut *mut u8 = if wild_result {
+            WILD as *mut *mut u8
+        } else if index == 3 {
+            std::ptr::null_mut()
+        } else {
+            &mut data
+        };
+        // SAFETY: the host checks every pointer; the probe only ever reads
+        // the two locals it passes by reference.
+        let status = unsafe {
+            raw::proxy_call_foreign_function(name_ptr, function.len(), args_ptr, 5, results, &mut size)
+        };
+        info(cb, format!("foreign_abuse: {what} = {status} ({size} bytes)"));
+    }
+    let _ = data;
 }
 
 fn encode_pairs(pairs: &[(String, String)]) -> Vec<u8> {
@@ -493,6 +530,7 @@ fn apply(cb: &str, op: &Op) -> bool {
         Op::Panic { msg } => panic!("{msg}"),
         Op::Abuse => abuse(cb),
         Op::Foreign { name, arg, hex } => foreign(cb, name, arg, *hex),
+        Op::ForeignAbuse => foreign_abuse(cb),
         Op::PauseWhileBodyBelow { buffer, size } => {
             let seen = hostcalls::get_buffer(buffer_type(buffer), 0, usize::MAX >> 1);
             let seen = seen.ok().flatten().map_or(0, |bytes| bytes.len());
