@@ -80,8 +80,8 @@ fn call(state: &mut HostState, name: &[u8], args: &[u8]) -> Option<Answer> {
         b"expr_create" => (Status::Unimplemented, None),
         b"expr_evaluate" => (token_argument(args, Status::NotFound), None),
         b"expr_delete" => (token_argument(args, Status::Ok), None),
-        b"sign" => (signing(args, &[(2, false), (4, true)], &[1, 4]), None),
-        b"verify_signature" => (signing(args, &[(2, false), (5, true)], &[1, 5]), None),
+        b"sign" => (signing(args, &[2, 4], &[1, 4]), None),
+        b"verify_signature" => (signing(args, &[2, 5], &[1, 5]), None),
         _ => return None,
     };
     Some(answer)
@@ -155,14 +155,15 @@ fn token_argument(args: &[u8], otherwise: Status) -> Status {
 }
 
 /// `sign` and `verify_signature`: exactly one of a DER key and a PEM key
-/// (`keys`, field number and whether it is text) must be given.
-fn signing(args: &[u8], keys: &[(u32, bool)], strings: &[u32]) -> Status {
+/// (the `keys` field numbers) must be given; `strings` are the fields
+/// declared `string`.
+fn signing(args: &[u8], keys: &[u32], strings: &[u32]) -> Status {
     let Some(fields) = parse(args, strings) else {
         return Status::BadArgument;
     };
     let given = keys
         .iter()
-        .filter(|(number, _)| last_bytes(&fields, *number).is_some_and(|key| !key.is_empty()))
+        .filter(|number| last_bytes(&fields, **number).is_some_and(|key| !key.is_empty()))
         .count();
     if given == 1 {
         Status::Unimplemented
