@@ -242,7 +242,7 @@ struct Run {
     /// the filter resumes this direction.
     waiting: bool,
     /// The headers were paused, so Envoy holds the body back and hands it
-    /// over in one piece on resume.
+    /// over in one piece on resume (a body sent at once, not in chunks).
     held: bool,
     /// The last body callback paused: later chunks add to the buffer.
     buffering: bool,
@@ -743,7 +743,14 @@ impl Plugin {
                 };
                 if paused(result) {
                     run.waiting = true;
-                    run.held = true;
+                    // A body sent in pauses arrives after the resume, frame
+                    // by frame; one sent at once waits behind the headers.
+                    let chunks = if request {
+                        &run.request.body_chunks
+                    } else {
+                        &run.request.upstream.body_chunks
+                    };
+                    run.held = chunks.is_empty();
                 }
             }
             Event::Data(chunk, eos) => {

@@ -308,8 +308,18 @@ fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
         template: Some(template),
         ..Options::default()
     };
-    let envoy = Envoy::start_with(&scenario.config.to_string(), wasm, &options)
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
+    // Free ports are found by binding and letting go; another test may
+    // take one in between, so a clash is tried again, a few times.
+    let mut started = Envoy::start_with(&scenario.config.to_string(), wasm, &options);
+    for _ in 0..3 {
+        match &started {
+            Err(e) if e.0.contains("Address already in use") => {
+                started = Envoy::start_with(&scenario.config.to_string(), wasm, &options);
+            }
+            _ => break,
+        }
+    }
+    let envoy = started.unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
     let response = envoy.request_in_frames(&wire(&scenario.request), GAP);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !envoy.log().contains("ACCESS ") && Instant::now() < deadline {

@@ -346,3 +346,52 @@ fn foreign_calls_with_bad_pointers_get_statuses() {
         ]
     );
 }
+
+#[test]
+fn behind_paused_headers_chunks_arrive_frame_by_frame_and_a_whole_body_in_one() {
+    let config = serde_json::json!({
+        "request_headers": [
+            {"op": "callout", "cluster": "keys", "timeout_ms": 1000,
+             "headers": [[":method", "GET"], [":path", "/keys"], [":authority", "keys"]]},
+            {"op": "pause"}
+        ],
+        "callout": [{"op": "resume", "which": "request"}]
+    });
+    let sizes = |request: Request| {
+        let mut plugin = probe(1, config.clone());
+        plugin.upstream(
+            "keys",
+            warden_host_test::CalloutAnswer::Respond {
+                status: 200,
+                headers: vec![],
+                body: b"{}".to_vec(),
+                trailers: vec![],
+            },
+        );
+        let exchange = plugin.send(request).unwrap();
+        assert_eq!(
+            exchange.outcome.upstream.as_ref().unwrap().body,
+            "first second third"
+        );
+        messages(&exchange)
+            .into_iter()
+            .filter(|m| m.starts_with("request_body: size"))
+            .collect::<Vec<_>>()
+    };
+    let mut chunked = Request::new("POST", "/upload").header("transfer-encoding", "chunked");
+    chunked.body_chunks = vec!["first ".into(), "second ".into(), "third".into()];
+    assert_eq!(
+        sizes(chunked),
+        [
+            "request_body: size = 6 end_of_stream = false",
+            "request_body: size = 7 end_of_stream = false",
+            "request_body: size = 5 end_of_stream = false",
+            "request_body: size = 0 end_of_stream = true",
+        ]
+    );
+    let whole = Request::new("POST", "/upload").body("first second third");
+    assert_eq!(
+        sizes(whole),
+        ["request_body: size = 18 end_of_stream = true"]
+    );
+}
