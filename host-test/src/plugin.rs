@@ -288,6 +288,12 @@ fn paused(result: std::result::Result<i32, crate::vm::Trap>) -> bool {
     result.is_ok_and(|code| Action::from_code(code) == Action::Pause)
 }
 
+/// Whether a headers callback's answer stops iteration: as [`paused`],
+/// except that `2` (`ContinueAndEndStream`) continues, as Envoy maps it.
+fn headers_paused(result: std::result::Result<i32, crate::vm::Trap>) -> bool {
+    result.is_ok_and(|code| code != 2 && Action::from_code(code) == Action::Pause)
+}
+
 /// The request's events: headers, then the codec's body frames, then
 /// trailers if the codec delivers them.
 fn request_events(profile: &crate::profile::Profile, request: &Request) -> VecDeque<Event> {
@@ -741,7 +747,7 @@ impl Plugin {
                 } else {
                     vm.response_headers(ctx, count, last)
                 };
-                if paused(result) {
+                if headers_paused(result) {
                     run.waiting = true;
                     // A body sent in pauses arrives after the resume, frame
                     // by frame; one sent at once waits behind the headers.

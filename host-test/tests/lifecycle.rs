@@ -395,3 +395,37 @@ fn behind_paused_headers_chunks_arrive_frame_by_frame_and_a_whole_body_in_one() 
         ["request_body: size = 18 end_of_stream = true"]
     );
 }
+
+#[test]
+fn a_headers_answer_of_2_continues_and_others_pause() {
+    let wasm = testing::build_filter("abi020").unwrap();
+    let filter = Engine::new().unwrap().load_file(wasm).unwrap();
+    let run = |answer: &str| {
+        let mut plugin = filter.plugin().configuration(answer).start().unwrap();
+        plugin.take_logs();
+        let exchange = plugin.send(Request::get("/")).unwrap();
+        exchange.assert_status(200);
+        plugin.advance(100);
+        let ticks: Vec<String> = plugin.take_logs().into_iter().map(|l| l.message).collect();
+        (messages(&exchange), ticks)
+    };
+    let (stream, ticks) = run("2");
+    assert_eq!(
+        stream,
+        [
+            "request_headers: 8 headers, end_of_stream = 1",
+            "response_headers: 3 headers, end_of_stream = 1",
+            "log: stream ends",
+        ]
+    );
+    // The stream is gone when the tick tries to make it effective.
+    assert_eq!(ticks, ["tick: effective = 2, continue_stream(request) = 0"]);
+    for answer in ["1", "3", "4", "100"] {
+        let (stream, _) = run(answer);
+        assert_eq!(
+            stream.get(1).map(String::as_str),
+            Some("tick: effective = 0, continue_stream(request) = 0"),
+            "answer {answer}"
+        );
+    }
+}

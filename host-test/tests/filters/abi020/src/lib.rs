@@ -1,5 +1,6 @@
 //! A proxy-wasm filter for ABI 0.2.0, on the raw ABI: request headers
-//! pause; the root context's next tick makes the paused stream effective
+//! answer the number the plugin configuration gives (1, `StopIteration`,
+//! by default); the root context's next tick makes the paused stream effective
 //! and resumes it with `proxy_continue_stream`. Every status is logged at
 //! `info`. (Envoy 1.40 has no `proxy_continue_request` or
 //! `proxy_continue_response` to import.)
@@ -13,11 +14,36 @@ mod host {
         pub fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
         pub fn proxy_set_effective_context(context: u32) -> u32;
         pub fn proxy_continue_stream(stream: u32) -> u32;
+        pub fn proxy_get_buffer_bytes(
+            buffer: u32,
+            start: usize,
+            max: usize,
+            data: *mut *mut u8,
+            size: *mut usize,
+        ) -> u32;
     }
 }
 
 thread_local! {
     static PAUSED: Cell<u32> = const { Cell::new(0) };
+    /// What `proxy_on_request_headers` returns: the plugin configuration,
+    /// a number. Defaults to 1 (`StopIteration`).
+    static ANSWER: Cell<u32> = const { Cell::new(1) };
+}
+
+/// The plugin configuration (buffer type 7) as a number, if it is one.
+fn configured_answer(size: u32) -> Option<u32> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut got: usize = 0;
+    // SAFETY: the host writes a pointer it allocated with
+    // `proxy_on_memory_allocate` and its size into the two locals.
+    let bytes = unsafe {
+        if host::proxy_get_buffer_bytes(7, 0, size as usize, &mut data, &mut got) != 0 || data.is_null() {
+            return None;
+        }
+        Vec::from_raw_parts(data, got, got)
+    };
+    std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
 }
 
 fn log(text: &str) {
@@ -48,10 +74,13 @@ pub extern "C" fn proxy_on_vm_start(_root: u32, _size: u32) -> u32 {
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn proxy_on_configure(_root: u32, _size: u32) -> u32 {
+pub extern "C" fn proxy_on_configure(_root: u32, size: u32) -> u32 {
+    if let Some(answer) = configured_answer(size) {
+        ANSWER.set(answer);
+    }
     // SAFETY: a plain host call.
     let status = unsafe { host::proxy_set_tick_period_milliseconds(50) };
-    log(&format!("configure: tick period = {status}"));
+    log(&format!("configure: tick period = {status}, request headers answer {}", ANSWER.get()));
     1
 }
 
@@ -59,7 +88,7 @@ pub extern "C" fn proxy_on_configure(_root: u32, _size: u32) -> u32 {
 pub extern "C" fn proxy_on_request_headers(context: u32, headers: u32, end: u32) -> u32 {
     log(&format!("request_headers: {headers} headers, end_of_stream = {end}"));
     PAUSED.set(context);
-    1
+    ANSWER.get()
 }
 
 #[unsafe(no_mangle)]
