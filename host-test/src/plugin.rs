@@ -288,6 +288,16 @@ fn paused(result: std::result::Result<i32, crate::vm::Trap>) -> bool {
     result.is_ok_and(|code| Action::from_code(code) == Action::Pause)
 }
 
+/// Whether the body in `direction` was sent in chunks.
+fn framed(run: &Run, direction: StreamType) -> bool {
+    let chunks = if direction == StreamType::Request {
+        &run.request.body_chunks
+    } else {
+        &run.request.upstream.body_chunks
+    };
+    !chunks.is_empty()
+}
+
 /// Whether a headers callback's answer stops iteration: as [`paused`],
 /// except that `2` (`ContinueAndEndStream`) continues, as Envoy maps it.
 fn headers_paused(result: std::result::Result<i32, crate::vm::Trap>) -> bool {
@@ -657,7 +667,16 @@ impl Plugin {
                 continue;
             }
             match run.events.pop_front() {
-                Some(event) => self.deliver(id, run, direction, event),
+                Some(event) => {
+                    // A body sent in chunks leaves time after the headers
+                    // and between chunks for what is already due.
+                    let pause_after = !matches!(event, Event::Data(_, true) | Event::Trailers(_))
+                        && framed(run, direction);
+                    self.deliver(id, run, direction, event);
+                    if pause_after && !run.waiting {
+                        self.deliver_due();
+                    }
+                }
                 None if direction == StreamType::Request => run.phase = Phase::Upstream,
                 None => run.phase = Phase::Complete,
             }
@@ -751,12 +770,7 @@ impl Plugin {
                     run.waiting = true;
                     // A body sent in pauses arrives after the resume, frame
                     // by frame; one sent at once waits behind the headers.
-                    let chunks = if request {
-                        &run.request.body_chunks
-                    } else {
-                        &run.request.upstream.body_chunks
-                    };
-                    run.held = chunks.is_empty();
+                    run.held = !framed(run, direction);
                 }
             }
             Event::Data(chunk, eos) => {

@@ -405,7 +405,7 @@ fn a_headers_answer_of_2_continues_and_others_pause() {
         plugin.take_logs();
         let exchange = plugin.send(Request::get("/")).unwrap();
         exchange.assert_status(200);
-        plugin.advance(100);
+        plugin.advance(500);
         let ticks: Vec<String> = plugin.take_logs().into_iter().map(|l| l.message).collect();
         (messages(&exchange), ticks)
     };
@@ -428,4 +428,59 @@ fn a_headers_answer_of_2_continues_and_others_pause() {
             "answer {answer}"
         );
     }
+}
+
+#[test]
+fn what_is_due_arrives_between_chunks() {
+    let mut plugin = probe(
+        1,
+        serde_json::json!({
+            "request_headers": [
+                {"op": "callout", "cluster": "keys", "timeout_ms": 1000,
+                 "headers": [[":method", "GET"], [":path", "/keys"], [":authority", "keys"]]}
+            ],
+            "callout": [{"op": "log", "level": "info", "msg": "callout: answered"}]
+        }),
+    );
+    plugin.upstream(
+        "keys",
+        warden_host_test::CalloutAnswer::Respond {
+            status: 200,
+            headers: vec![],
+            body: b"{}".to_vec(),
+            trailers: vec![],
+        },
+    );
+    let mut request = Request::new("POST", "/upload").header("transfer-encoding", "chunked");
+    request.body_chunks = vec!["first ".into(), "second ".into()];
+    let exchange = plugin.send(request).unwrap();
+    let order: Vec<String> = messages(&exchange)
+        .into_iter()
+        .filter(|m| m.starts_with("request_body: size") || m.starts_with("callout: answered"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "callout: answered",
+            "request_body: size = 6 end_of_stream = false",
+            "request_body: size = 7 end_of_stream = false",
+            "request_body: size = 0 end_of_stream = true",
+        ]
+    );
+    // A body sent at once reaches the filter before the answer.
+    let exchange = plugin
+        .send(Request::new("POST", "/upload").body("whole"))
+        .unwrap();
+    let order: Vec<String> = messages(&exchange)
+        .into_iter()
+        .filter(|m| m.starts_with("request_body: size") || m.starts_with("callout: answered"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "request_body: size = 5 end_of_stream = false",
+            "request_body: size = 0 end_of_stream = true",
+            "callout: answered",
+        ]
+    );
 }

@@ -79,7 +79,7 @@ pub extern "C" fn proxy_on_configure(_root: u32, size: u32) -> u32 {
         ANSWER.set(answer);
     }
     // SAFETY: a plain host call.
-    let status = unsafe { host::proxy_set_tick_period_milliseconds(50) };
+    let status = unsafe { host::proxy_set_tick_period_milliseconds(500) };
     log(&format!("configure: tick period = {status}, request headers answer {}", ANSWER.get()));
     1
 }
