@@ -8,8 +8,10 @@
 //! as Envoy's parser reads them: a message that does not parse is
 //! `BadArgument`.
 //!
-//! Modelled exactly: `compress` and `uncompress` (zlib, as the zlib-ng
-//! Envoy links produces it), `declare_property` (a declaration the root
+//! Modelled: `compress` and `uncompress` (zlib at the default level, as
+//! the zlib-ng Envoy links produces it; the lifecycle corpus compares
+//! empty, short, repetitive and mixed texts byte for byte),
+//! `declare_property` (a declaration the root
 //! context made shapes later `proxy_set_property` calls: a read-only
 //! property can be set once per stream), `clear_route_cache` (`Ok`, and
 //! the route stays) and the argument checks of the rest.
