@@ -484,3 +484,32 @@ fn what_is_due_arrives_between_chunks() {
         ]
     );
 }
+
+#[test]
+fn a_paused_response_body_buffers_until_the_filter_lets_it_through() {
+    let mut plugin = probe(
+        1,
+        serde_json::json!({"response_body": [
+            {"op": "pause_while_body_below", "buffer": "response", "size": 6}
+        ]}),
+    );
+    let upstream = UpstreamResponse {
+        headers: [("transfer-encoding", "chunked")].into_iter().collect(),
+        body_chunks: vec!["aaaa".into(), "bbbbbb".into()],
+        ..UpstreamResponse::default()
+    };
+    let exchange = plugin.send(Request::get("/").upstream(upstream)).unwrap();
+    let sizes: Vec<String> = messages(&exchange)
+        .into_iter()
+        .filter(|m| m.starts_with("response_body: size"))
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            "response_body: size = 4 end_of_stream = false",
+            "response_body: size = 10 end_of_stream = false",
+            "response_body: size = 0 end_of_stream = true",
+        ]
+    );
+    assert_eq!(exchange.outcome.body, "aaaabbbbbb");
+}
