@@ -3,9 +3,9 @@
 //! 1.40, compared field by field: status, response code details, the
 //! headers and body the client receives, the headers the upstream
 //! receives, the filter's stream log lines in order, and its root-context
-//! lines (`vm_start:`, `configure:`, `tick:`, `queue_ready:`) as a
-//! multiset, counted:
-//! how many VMs configure and tick is part of what is compared.
+//! lines (`root_context:`, `vm_start:`, `configure:`, `tick:`,
+//! `queue_ready:`) as a multiset, counted: how many VMs create a root
+//! context, start, configure and tick is part of what is compared.
 //!
 //! Bodies in several frames: a request with `body_chunks` is sent chunked,
 //! one chunk at a time with a pause between them; `upstream_frames` has the
@@ -69,7 +69,13 @@ const VOLATILE_HEADERS: [&str; 4] = [
     "x-envoy-upstream-service-time",
 ];
 
-const ROOT_PREFIXES: [&str; 4] = ["vm_start:", "configure:", "tick:", "queue_ready:"];
+const ROOT_PREFIXES: [&str; 5] = [
+    "root_context:",
+    "vm_start:",
+    "configure:",
+    "tick:",
+    "queue_ready:",
+];
 
 fn is_root(message: &str) -> bool {
     ROOT_PREFIXES

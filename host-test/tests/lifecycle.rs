@@ -280,11 +280,18 @@ fn an_abi_0_2_0_filter_resumes_from_a_tick() {
         .plugin()
         .start()
         .unwrap();
+    // The canary, the main thread's VM and the worker each create one.
+    let roots = plugin.take_logs();
+    let roots = roots
+        .iter()
+        .filter(|l| l.message == "root_context: created");
+    assert_eq!(roots.count(), 3);
     let exchange = plugin.send(Request::get("/")).unwrap();
     exchange.assert_status(200);
     assert_eq!(
         messages(&exchange),
         [
+            "stream_context: created",
             "request_headers: 8 headers, end_of_stream = 1",
             "tick: effective = 0, continue_stream(request) = 0",
             "response_headers: 3 headers, end_of_stream = 1",
@@ -413,6 +420,7 @@ fn a_headers_answer_of_2_continues_and_others_pause() {
     assert_eq!(
         stream,
         [
+            "stream_context: created",
             "request_headers: 8 headers, end_of_stream = 1",
             "response_headers: 3 headers, end_of_stream = 1",
             "log: stream ends",
@@ -423,7 +431,7 @@ fn a_headers_answer_of_2_continues_and_others_pause() {
     for answer in ["1", "3", "4", "100"] {
         let (stream, _) = run(answer);
         assert_eq!(
-            stream.get(1).map(String::as_str),
+            stream.get(2).map(String::as_str),
             Some("tick: effective = 0, continue_stream(request) = 0"),
             "answer {answer}"
         );

@@ -65,7 +65,13 @@ pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn proxy_on_context_create(_context: u32, _root: u32) {}
+pub extern "C" fn proxy_on_context_create(_context: u32, root: u32) {
+    if root == 0 {
+        log("root_context: created");
+    } else {
+        log("stream_context: created");
+    }
+}
 
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_vm_start(_root: u32, _size: u32) -> u32 {
