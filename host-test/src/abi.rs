@@ -63,7 +63,8 @@ pub enum Action {
 
 impl Action {
     /// Decodes the guest's return value. Envoy reads it as a filter
-    /// status, where every value but `0` stops iteration.
+    /// status, where every value but `0` stops iteration (headers
+    /// callbacks also continue on `2`; the plugin checks that itself).
     pub fn from_code(code: i32) -> Action {
         if code == 0 {
             Action::Continue

@@ -290,6 +290,37 @@ impl Envoy {
         parse_response(&bytes)
     }
 
+    /// Sends a request in pieces: `frames` one after the other, waiting
+    /// `gap` before each after the first, so that Envoy reads each on its
+    /// own; then reads the whole response.
+    ///
+    /// # Errors
+    ///
+    /// As [`Envoy::request`].
+    pub fn request_in_frames(
+        &self,
+        frames: &[Vec<u8>],
+        gap: Duration,
+    ) -> Result<Response, EnvoyError> {
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| fail("connecting", e))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| fail("socket", e))?;
+        stream.set_nodelay(true).map_err(|e| fail("socket", e))?;
+        for (index, frame) in frames.iter().enumerate() {
+            if index > 0 {
+                std::thread::sleep(gap);
+            }
+            stream.write_all(frame).map_err(|e| fail("sending", e))?;
+        }
+        let mut bytes = Vec::new();
+        stream
+            .read_to_end(&mut bytes)
+            .map_err(|e| fail("reading", e))?;
+        parse_response(&bytes)
+    }
+
     /// Sends one request over TLS to the listener that requires client
     /// certificates, presenting the client certificate `client` (a name
     /// from `examples/envoy/make-certs.sh`, such as `reconciler`).

@@ -163,6 +163,9 @@ pub struct HostState {
     pub(crate) transcript: Transcript,
     pub(crate) random_state: u64,
     pub(crate) done_called: bool,
+    /// The properties contexts declared with the `declare_property`
+    /// foreign function.
+    pub(crate) declared: crate::imports::Declarations,
 }
 
 impl HostState {
@@ -191,6 +194,7 @@ impl HostState {
             transcript: Transcript::new(record),
             random_state: 0x9e37_79b9_7f4a_7c15 ^ (worker as u64),
             done_called: false,
+            declared: crate::imports::Declarations::default(),
         }
     }
 

@@ -11,6 +11,7 @@ use crate::abi::Status;
 use crate::host::HostState;
 
 mod buffers;
+mod foreign;
 mod grpc;
 mod headers;
 mod http_call;
@@ -22,6 +23,8 @@ mod shared_queue;
 mod stream;
 mod time;
 mod wasi;
+
+pub(crate) use foreign::Declarations;
 
 /// Registers every host function the harness provides.
 ///
@@ -40,6 +43,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     shared_queue::add(linker)?;
     metrics::add(linker)?;
     grpc::add(linker)?;
+    foreign::add(linker)?;
     wasi::add(linker)?;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! A proxy-wasm host on wasmtime, for testing filters without a proxy.
 //!
 //! The harness loads any proxy-wasm module (ABI 0.2.1, and 0.2.0), starts
-//! it in one VM per worker the way Envoy 1.40 does, and sends requests
+//! its VMs the way Envoy 1.40 does (a configuration canary, the main
+//! thread's VM, one VM per worker), and sends requests
 //! through it. Every host call the Rust SDK imports is implemented with
 //! Envoy's semantics: header and trailer maps with pseudo-headers, bodies,
 //! properties, local responses, pausing and resuming, HTTP callouts to

@@ -1,5 +1,7 @@
-//! A plugin: a compiled filter configured and running in one VM per
-//! worker, as Envoy runs it, with the streams sent through it.
+//! A plugin: a compiled filter configured and running in the VMs Envoy
+//! starts (one per worker, the main thread's, and a configuration canary
+//! that is gone once it has configured), with the streams sent through
+//! the workers' VMs.
 //!
 //! [`Plugin::send`] takes a [`Request`] through the whole stream: request
 //! headers, body and trailers, the upstream, the response, and the end of
@@ -160,7 +162,15 @@ impl PluginBuilder {
         self
     }
 
-    /// Starts every worker's VM and configures the root contexts.
+    /// Starts the VMs as Envoy starts them and configures their root
+    /// contexts: first a configuration canary (a VM started and configured
+    /// on the main thread to check the configuration, then discarded:
+    /// its logs and its effects on shared data, queues and metrics remain,
+    /// its timers and callouts die with it), then the main thread's VM
+    /// (which ticks and receives queue notifications but never serves a
+    /// request), then one VM per worker. In transcripts, VMs `0` to
+    /// `workers - 1` are the workers', VM `workers` the main thread's and
+    /// VM `workers + 1` the canary.
     ///
     /// # Errors
     ///
@@ -169,27 +179,34 @@ impl PluginBuilder {
     pub fn start(self) -> Result<Plugin> {
         let world = World::new(self.start_ns);
         let info = Arc::new(self.info);
-        let mut vms = Vec::with_capacity(self.workers);
+        let mut vms = Vec::with_capacity(self.workers + 1);
         let mut logs = Vec::new();
         let mut transcript = Transcript::new(self.record);
-        for worker in 0..self.workers {
+        let start = |index: usize, logs: &mut Vec<LogLine>, transcript: &mut Transcript| {
             let mut vm = Vm::start(
                 &self.filter,
                 info.clone(),
                 world.clone(),
-                worker,
+                index,
                 self.record,
             )?;
             logs.append(&mut vm.state_mut().logs);
             transcript.append(vm.state_mut().transcript.take());
-            vms.push(vm);
+            Ok::<Vm, Error>(vm)
+        };
+        drop(start(self.workers + 1, &mut logs, &mut transcript)?);
+        let main = start(self.workers, &mut logs, &mut transcript)?;
+        for worker in 0..self.workers {
+            vms.push(start(worker, &mut logs, &mut transcript)?);
         }
+        vms.push(main);
         Ok(Plugin {
             filter: self.filter,
             record: self.record,
             info,
             world,
             vms,
+            workers: self.workers,
             policy: self.policy,
             next_worker: 0,
             runs: BTreeMap::new(),
@@ -225,7 +242,7 @@ struct Run {
     /// the filter resumes this direction.
     waiting: bool,
     /// The headers were paused, so Envoy holds the body back and hands it
-    /// over in one piece on resume.
+    /// over in one piece on resume (a body sent at once, not in chunks).
     held: bool,
     /// The last body callback paused: later chunks add to the buffer.
     buffering: bool,
@@ -245,7 +262,9 @@ pub struct Plugin {
     record: bool,
     info: Arc<PluginInfo>,
     world: World,
+    /// The workers' VMs, then the main thread's.
     vms: Vec<Vm>,
+    workers: usize,
     policy: FailurePolicy,
     next_worker: usize,
     runs: BTreeMap<StreamId, Run>,
@@ -257,7 +276,7 @@ impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin")
             .field("name", &self.info.name)
-            .field("workers", &self.vms.len())
+            .field("workers", &self.workers)
             .field("open_streams", &self.runs.len())
             .finish_non_exhaustive()
     }
@@ -269,17 +288,62 @@ fn paused(result: std::result::Result<i32, crate::vm::Trap>) -> bool {
     result.is_ok_and(|code| Action::from_code(code) == Action::Pause)
 }
 
+/// Whether the body in `direction` was sent in chunks.
+fn framed(run: &Run, direction: StreamType) -> bool {
+    let chunks = if direction == StreamType::Request {
+        &run.request.body_chunks
+    } else {
+        &run.request.upstream.body_chunks
+    };
+    !chunks.is_empty()
+}
+
+/// Whether a headers callback's answer stops iteration: as [`paused`],
+/// except that `2` (`ContinueAndEndStream`) continues, as Envoy maps it.
+fn headers_paused(result: std::result::Result<i32, crate::vm::Trap>) -> bool {
+    result.is_ok_and(|code| code != 2 && Action::from_code(code) == Action::Pause)
+}
+
 /// The request's events: headers, then the codec's body frames, then
 /// trailers if the codec delivers them.
 fn request_events(profile: &crate::profile::Profile, request: &Request) -> VecDeque<Event> {
     let trailers = profile.http1_trailers && !request.trailers.0.is_empty();
-    let body = request.body.as_deref().map(str::as_bytes);
     let mut events = VecDeque::from([Event::Headers]);
-    for (chunk, eos) in profile.body_frames(body, trailers) {
-        events.push_back(Event::Data(chunk, eos));
-    }
+    events.extend(body_events(
+        profile,
+        request.body.as_deref(),
+        &request.body_chunks,
+        trailers,
+    ));
     if trailers {
         events.push_back(Event::Trailers(to_pairs(&request.trailers)));
+    }
+    events
+}
+
+/// A body's frames: the codec's for a body sent at once, or one per
+/// chunk of a body sent in pieces, then the empty frame that ends the
+/// stream unless trailers do.
+fn body_events(
+    profile: &crate::profile::Profile,
+    body: Option<&str>,
+    chunks: &[String],
+    trailers: bool,
+) -> Vec<Event> {
+    if chunks.is_empty() {
+        let frames = profile.body_frames(body.map(str::as_bytes), trailers);
+        return frames
+            .into_iter()
+            .map(|(chunk, eos)| Event::Data(chunk, eos))
+            .collect();
+    }
+    let mut events: Vec<Event> = chunks
+        .iter()
+        .filter(|chunk| !chunk.is_empty())
+        .map(|chunk| Event::Data(chunk.clone().into_bytes(), false))
+        .collect();
+    if !trailers {
+        events.push(Event::Data(Vec::new(), true));
     }
     events
 }
@@ -342,7 +406,7 @@ impl Plugin {
 
     /// The number of workers.
     pub fn workers(&self) -> usize {
-        self.vms.len()
+        self.workers
     }
 
     /// Why the worker's VM failed, if it did.
@@ -378,7 +442,7 @@ impl Plugin {
     /// The request is malformed (a bad time or property override).
     pub fn send(&mut self, request: Request) -> Result<Exchange> {
         let worker = self.next_worker;
-        self.next_worker = (self.next_worker + 1) % self.vms.len();
+        self.next_worker = (self.next_worker + 1) % self.workers;
         self.send_on(worker, request)
     }
 
@@ -400,7 +464,7 @@ impl Plugin {
     /// As [`Plugin::send`].
     pub fn begin(&mut self, request: Request) -> Result<StreamId> {
         let worker = self.next_worker;
-        self.next_worker = (self.next_worker + 1) % self.vms.len();
+        self.next_worker = (self.next_worker + 1) % self.workers;
         self.begin_on(worker, request)
     }
 
@@ -410,6 +474,9 @@ impl Plugin {
     ///
     /// As [`Plugin::send_on`].
     pub fn begin_on(&mut self, worker: usize, request: Request) -> Result<StreamId> {
+        if worker >= self.workers {
+            return Err(Error::invalid(format!("no worker `{worker}`")));
+        }
         self.collect_background();
         self.reload_if_failed(worker)?;
         if let Some(time) = &request.time {
@@ -612,7 +679,16 @@ impl Plugin {
                 continue;
             }
             match run.events.pop_front() {
-                Some(event) => self.deliver(id, run, direction, event),
+                Some(event) => {
+                    // A body sent in chunks leaves time after the headers
+                    // and between chunks for what is already due.
+                    let pause_after = !matches!(event, Event::Data(_, true) | Event::Trailers(_))
+                        && framed(run, direction);
+                    self.deliver(id, run, direction, event);
+                    if pause_after && !run.waiting {
+                        self.deliver_due();
+                    }
+                }
                 None if direction == StreamType::Request => run.phase = Phase::Upstream,
                 None => run.phase = Phase::Complete,
             }
@@ -723,9 +799,11 @@ impl Plugin {
                 } else {
                     vm.response_headers(ctx, count, last)
                 };
-                if paused(result) {
+                if headers_paused(result) {
                     run.waiting = true;
-                    run.held = true;
+                    // A body sent in pauses arrives after the resume, frame
+                    // by frame; one sent at once waits behind the headers.
+                    run.held = !framed(run, direction);
                 } else {
                     self.headers_visible(id, direction, false);
                 }
@@ -869,16 +947,13 @@ impl Plugin {
         stream.response_trailers = None;
         stream.response_details = Some("via_upstream".into());
         let trailers = (!upstream.trailers.0.is_empty()).then(|| to_pairs(&upstream.trailers));
-        let frames = profile.body_frames(
-            upstream.body.as_deref().map(str::as_bytes),
-            trailers.is_some(),
-        );
         run.events = VecDeque::from([Event::Headers]);
-        run.events.extend(
-            frames
-                .into_iter()
-                .map(|(chunk, eos)| Event::Data(chunk, eos)),
-        );
+        run.events.extend(body_events(
+            &profile,
+            upstream.body.as_deref(),
+            &upstream.body_chunks,
+            trailers.is_some(),
+        ));
         if let Some(trailers) = trailers {
             run.events.push_back(Event::Trailers(trailers));
         }

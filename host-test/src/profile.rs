@@ -265,9 +265,11 @@ impl Profile {
                 value.as_bytes().to_vec(),
             ));
         }
-        let has_length = headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("content-length"));
+        // A chunked response carries no length.
+        let has_length = headers.iter().any(|(name, _)| {
+            name.eq_ignore_ascii_case("content-length")
+                || name.eq_ignore_ascii_case("transfer-encoding")
+        });
         if !has_length {
             let length = body.map_or(0, str::len);
             pairs.push((b"content-length".to_vec(), length.to_string().into_bytes()));

@@ -68,6 +68,13 @@ pub struct Request {
     pub headers: Headers,
     /// The request body. Defaults to none: the headers end the stream.
     pub body: Option<String>,
+    /// The request body in frames, as a client that sends it in pieces
+    /// (chunked, pausing between them) has Envoy deliver it: one
+    /// `proxy_on_request_body` call per chunk, then an empty frame that
+    /// ends the stream. Send `transfer-encoding: chunked` with it. Replaces
+    /// `body` when not empty. Defaults to none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub body_chunks: Vec<String>,
     /// Request trailers. Defaults to none.
     pub trailers: Headers,
     /// Properties that override what the host would compute, by dotted
@@ -96,6 +103,7 @@ impl Default for Request {
             scheme: "http".into(),
             headers: Headers::default(),
             body: None,
+            body_chunks: Vec::new(),
             trailers: Headers::default(),
             properties: BTreeMap::new(),
             connection: Connection::default(),
@@ -295,6 +303,13 @@ pub struct UpstreamResponse {
     pub headers: Headers,
     /// The body. Defaults to none.
     pub body: Option<String>,
+    /// The body in frames, as an upstream that sends it chunked, pausing
+    /// between chunks, has Envoy deliver it: one `proxy_on_response_body`
+    /// call per chunk, then an empty frame that ends the stream. Send
+    /// `transfer-encoding: chunked` with it. Replaces `body` when not
+    /// empty. Defaults to none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub body_chunks: Vec<String>,
     /// Trailers. Defaults to none.
     pub trailers: Headers,
 }
@@ -305,6 +320,7 @@ impl Default for UpstreamResponse {
             status: 200,
             headers: Headers::default(),
             body: None,
+            body_chunks: Vec::new(),
             trailers: Headers::default(),
         }
     }

@@ -260,6 +260,7 @@ fn harness(
             .collect(),
             body: Some(body),
             trailers: Headers::default(),
+            ..UpstreamResponse::default()
         }
     });
     let (exchange, background) = run(upstream.unwrap_or_default());

@@ -1,9 +1,7 @@
-//! gRPC calls and streams, foreign functions and `proxy_get_status`.
+//! gRPC calls and streams and `proxy_get_status`.
 //!
 //! The harness has no gRPC upstreams: the gRPC calls return
-//! `Unimplemented` where Envoy would start a call. Foreign functions are
-//! Envoy extensions (`compress`, `declare_property`, ...) the harness does
-//! not offer: `NotFound`, as Envoy answers for a name it does not know.
+//! `Unimplemented` where Envoy would start a call.
 
 use wasmtime::{Caller, Linker};
 
@@ -11,7 +9,6 @@ use super::{ENV, status};
 use crate::abi::Status;
 use crate::host::HostState;
 use crate::memory;
-use crate::transcript::show;
 
 pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     proxy_grpc_call(linker)?;
@@ -19,7 +16,6 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     proxy_grpc_send(linker)?;
     proxy_grpc_cancel(linker)?;
     proxy_grpc_close(linker)?;
-    proxy_call_foreign_function(linker)?;
     proxy_get_status(linker)?;
     Ok(())
 }
@@ -101,35 +97,6 @@ fn proxy_grpc_close(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_grpc_close",
         |mut caller: Caller<'_, HostState>, _: i32| -> i32 {
             unimplemented(&mut caller, "proxy_grpc_close")
-        },
-    )?;
-    Ok(())
-}
-
-fn proxy_call_foreign_function(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
-        ENV,
-        "proxy_call_foreign_function",
-        |mut caller: Caller<'_, HostState>,
-         name_ptr: i32,
-         name_size: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32|
-         -> i32 {
-            let name = memory::read(&mut caller, name_ptr, name_size);
-            let result: Result<(), Status> = name.clone().and(Err(Status::NotFound));
-            caller.data_mut().note(
-                || {
-                    format!(
-                        "proxy_call_foreign_function({})",
-                        show(&name.unwrap_or_default())
-                    )
-                },
-                || status(result).name().to_owned(),
-            );
-            status(result).code()
         },
     )?;
     Ok(())

@@ -72,7 +72,13 @@ fn proxy_set_property(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             );
             let result = path.and_then(|path| {
                 let value = value?;
-                let stream = caller.data_mut().stream_mut().ok_or(Status::NotFound)?;
+                let state = caller.data_mut();
+                let readonly = state.declared.readonly(state.root_context, &path);
+                let stream = state.stream_mut().ok_or(Status::NotFound)?;
+                if readonly && stream.filter_state.contains_key(&dotted(&path)) {
+                    // Envoy's read-only filter state takes one value.
+                    return Err(Status::BadArgument);
+                }
                 stream.filter_state.insert(dotted(&path), value);
                 Ok(())
             });

@@ -62,6 +62,15 @@ enum Op {
     /// Calls host functions with arguments no SDK would pass and logs the
     /// raw status of each.
     Abuse,
+    /// Calls the foreign function `name` with `arg` (text, or bytes in hex
+    /// with `hex`) and logs the raw status and the result in hex.
+    Foreign { name: String, #[serde(default)] arg: String, #[serde(default)] hex: bool },
+    /// Calls `proxy_call_foreign_function` with pointers no SDK would pass
+    /// and logs the raw status and the size written of each.
+    ForeignAbuse,
+    /// Pauses (buffers) while the body seen so far is not empty and shorter
+    /// than `size`.
+    PauseWhileBodyBelow { buffer: String, size: usize },
 }
 
 thread_local! {
@@ -168,6 +177,14 @@ mod raw {
             size: *mut usize,
         ) -> u32;
         pub fn proxy_continue_stream(stream: u32) -> u32;
+        pub fn proxy_call_foreign_function(
+            name: *const u8,
+            name_size: usize,
+            args: *const u8,
+            args_size: usize,
+            results: *mut *mut u8,
+            results_size: *mut usize,
+        ) -> u32;
         pub fn proxy_define_metric(kind: u32, name: *const u8, size: usize, id: *mut u32) -> u32;
         pub fn proxy_get_shared_data(
             key: *const u8,
@@ -234,6 +251,69 @@ fn abuse(cb: &str) {
     for (what, status) in results {
         info(cb, format!("abuse: {what} = {status}"));
     }
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2).filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()).collect()
+}
+
+fn foreign(cb: &str, name: &str, arg: &str, hex: bool) {
+    let args = if hex { unhex(arg) } else { arg.as_bytes().to_vec() };
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: every pointer describes a live local; a result the host
+    // placed was allocated by this module's allocator for `size` bytes.
+    let (status, result) = unsafe {
+        let status = raw::proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            args.as_ptr(),
+            args.len(),
+            &mut data,
+            &mut size,
+        );
+        let result = (!data.is_null()).then(|| Vec::from_raw_parts(data, size, size));
+        (status, result)
+    };
+    let shown = match result {
+        Some(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        None => "none".into(),
+    };
+    info(cb, format!("foreign {name} = {status} {shown} ({size} bytes)"));
+}
+
+fn foreign_abuse(cb: &str) {
+    let wild = WILD as *const u8;
+    let name = b"compress";
+    let unknown = b"no_such_function";
+    let args = b"hello";
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let cases: [(&str, &[u8], *const u8, bool, bool); 5] = [
+        ("name outside memory", name, wild, false, false),
+        ("arguments outside memory", name, args.as_ptr(), true, false),
+        ("result address outside memory", name, args.as_ptr(), false, true),
+        ("no place for the result", name, args.as_ptr(), false, false),
+        ("unknown name, result outside memory", unknown, args.as_ptr(), false, true),
+    ];
+    for (index, (what, function, args_ptr, wild_args, wild_result)) in cases.into_iter().enumerate() {
+        let mut size: usize = 0;
+        let name_ptr = if index == 0 { wild } else { function.as_ptr() };
+        let args_ptr = if wild_args { wild } else { args_ptr };
+        let results: *mut *mut u8 = if wild_result {
+            WILD as *mut *mut u8
+        } else if index == 3 {
+            std::ptr::null_mut()
+        } else {
+            &mut data
+        };
+        // SAFETY: the host checks every pointer; the probe only ever reads
+        // the two locals it passes by reference.
+        let status = unsafe {
+            raw::proxy_call_foreign_function(name_ptr, function.len(), args_ptr, 5, results, &mut size)
+        };
+        info(cb, format!("foreign_abuse: {what} = {status} ({size} bytes)"));
+    }
+    let _ = data;
 }
 
 fn encode_pairs(pairs: &[(String, String)]) -> Vec<u8> {
@@ -461,6 +541,14 @@ fn apply(cb: &str, op: &Op) -> bool {
         }
         Op::Panic { msg } => panic!("{msg}"),
         Op::Abuse => abuse(cb),
+        Op::Foreign { name, arg, hex } => foreign(cb, name, arg, *hex),
+        Op::ForeignAbuse => foreign_abuse(cb),
+        Op::PauseWhileBodyBelow { buffer, size } => {
+            let seen = hostcalls::get_buffer(buffer_type(buffer), 0, usize::MAX >> 1);
+            let seen = seen.ok().flatten().map_or(0, |bytes| bytes.len());
+            info(cb, format!("pause_while_body_below {size}: {seen} bytes"));
+            return seen > 0 && seen < *size;
+        }
         Op::PanicIfHeader { name } => {
             if let Ok(Some(value)) = hostcalls::get_map_value(MapType::HttpRequestHeaders, name) {
                 panic!("{name}: {value}");
