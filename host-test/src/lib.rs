@@ -15,8 +15,9 @@
 //!   links the host functions of `imports`, one module per family.
 //! - `vm` holds one `Store` per VM and calls the filter's `proxy_on_*`
 //!   exports; [`host`] is the state the host functions work on.
-//! - [`plugin`] runs streams through the VMs, delivering callouts, ticks
-//!   and queue notifications; [`world`] is what the VMs share.
+//! - [`plugin`] runs streams through the VMs, delivering callouts, gRPC
+//!   events, ticks and queue notifications; [`world`] is what the VMs
+//!   share; [`grpc`] runs gRPC calls and streams to scripted upstreams.
 //! - [`profile`] keeps everything Envoy-specific in one place.
 //! - [`exchange`] and [`transcript`] are the test API: the outcome of a
 //!   request, assertions, and the record of every call.
@@ -31,6 +32,7 @@ pub mod engine;
 pub mod envoy;
 mod error;
 pub mod exchange;
+pub mod grpc;
 pub mod host;
 mod imports;
 mod memory;
@@ -46,6 +48,7 @@ pub mod world;
 pub use engine::{Engine, Filter};
 pub use error::{Error, ErrorKind, Result};
 pub use exchange::Exchange;
+pub use grpc::{GrpcAnswer, GrpcRecord, GrpcResponse};
 pub use host::CalloutAnswer;
 pub use outcome::{Disposition, Forwarded, LogLine, Outcome};
 pub use plugin::{FailurePolicy, Plugin, PluginBuilder, StreamId};
