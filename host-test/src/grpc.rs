@@ -44,6 +44,10 @@ pub struct GrpcResponse {
     /// Initial metadata the server adds after `:status` and
     /// `content-type`. Defaults to none.
     pub initial_metadata: Vec<(String, String)>,
+    /// Request metadata the server sends back in its initial metadata, each
+    /// as `<name>-echo`, after [`GrpcResponse::initial_metadata`]; a name
+    /// the filter did not send is left out. Defaults to none.
+    pub metadata_echo: Vec<String>,
     /// The reply to each message received: `Some(prefix)` answers the
     /// message with `prefix` followed by the message (an echo). A unary
     /// call with `None` gets [`GrpcResponse::messages`]' first message (or
@@ -190,6 +194,8 @@ struct OpenStream {
     response: Option<GrpcResponse>,
     received: usize,
     half_closed: bool,
+    /// When the filter half-closed, for Envoy's upstream service time.
+    half_closed_ns: Option<u64>,
     /// The server has ended the stream (its close is scheduled).
     ended: bool,
 }
@@ -231,8 +237,14 @@ const TIMEOUT: &str = "upstream request timeout{response_timeout}";
 /// Envoy's message for a `GrpcService` naming a cluster it does not have.
 const NO_CLUSTER: &str = "Cluster not available";
 
+/// The message `proxy_get_status` reports: the status message followed by
+/// Envoy's response code details in braces, or the details alone.
 fn with_details(message: &str, details: &str) -> Vec<u8> {
-    format!("{message}{{{details}}}").into_bytes()
+    if message.is_empty() {
+        details.as_bytes().to_vec()
+    } else {
+        format!("{message}{{{details}}}").into_bytes()
+    }
 }
 
 fn pairs(list: &[(String, String)]) -> Pairs {
@@ -336,7 +348,7 @@ impl Calls {
                 self.calls.insert(token, ());
                 self.answer_call(token, &answer, &request, opening.timeout_ms, now_ns);
             }
-            None => self.open_stream(token, answer, now_ns),
+            None => self.open_stream(token, answer, &opening.metadata, now_ns),
         }
         Ok(token)
     }
@@ -380,11 +392,12 @@ impl Calls {
         }
     }
 
-    fn open_stream(&mut self, token: u32, answer: GrpcAnswer, now_ns: u64) {
+    fn open_stream(&mut self, token: u32, answer: GrpcAnswer, sent: &Pairs, now_ns: u64) {
         let mut open = OpenStream {
             response: None,
             received: 0,
             half_closed: false,
+            half_closed_ns: None,
             ended: false,
         };
         match answer {
@@ -395,10 +408,12 @@ impl Calls {
                     (b"content-type".to_vec(), b"application/grpc".to_vec()),
                 ];
                 initial.extend(pairs(&response.initial_metadata));
-                initial.push((
-                    b"x-envoy-upstream-service-time".to_vec(),
-                    response.delay_ms.to_string().into_bytes(),
-                ));
+                for name in &response.metadata_echo {
+                    let value = sent.iter().find(|(key, _)| key == name.as_bytes());
+                    if let Some((_, value)) = value {
+                        initial.push((format!("{name}-echo").into_bytes(), value.clone()));
+                    }
+                }
                 self.push(due, token, GrpcEventKind::InitialMetadata(initial));
                 for message in &response.messages {
                     self.push(due, token, GrpcEventKind::Message(message.clone()));
@@ -516,6 +531,7 @@ impl Calls {
     fn half_close(&mut self, upstreams: &mut Upstreams, token: u32, now_ns: u64) {
         if let Some(open) = self.streams.get_mut(&token) {
             open.half_closed = true;
+            open.half_closed_ns.get_or_insert(now_ns);
         }
         if let Some(record) = upstreams.record_mut(token) {
             record.half_closed = true;
@@ -578,7 +594,22 @@ impl Calls {
             .enumerate()
             .min_by_key(|(_, event)| (event.due_ns, event.sequence))
             .map(|(index, _)| index)?;
-        let event = self.events.remove(index);
+        let mut event = self.events.remove(index);
+        if let GrpcEventKind::InitialMetadata(pairs) = &mut event.kind
+            && let Some(since) = self
+                .streams
+                .get(&event.token)
+                .and_then(|open| open.half_closed_ns)
+            && !pairs.is_empty()
+        {
+            // Envoy's router times the upstream from the end of the
+            // request: only a stream already half-closed gets the header.
+            let ms = event.due_ns.saturating_sub(since) / 1_000_000;
+            pairs.push((
+                b"x-envoy-upstream-service-time".to_vec(),
+                ms.to_string().into_bytes(),
+            ));
+        }
         if let GrpcEventKind::Close(..) = event.kind {
             self.calls.remove(&event.token);
             self.streams.remove(&event.token);
@@ -765,7 +796,7 @@ mod tests {
             GrpcEventKind::Message(m),
             GrpcEventKind::TrailingMetadata(_),
             GrpcEventKind::Close(0, close),
-        ] if m == b"echo: one" && close == b"{via_upstream}"));
+        ] if m == b"echo: one" && close == b"via_upstream"));
         assert_eq!(
             calls.send(&mut upstreams, token, b"x", false, 0),
             Err(Status::NotFound)
