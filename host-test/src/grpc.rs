@@ -198,6 +198,10 @@ struct OpenStream {
     half_closed_ns: Option<u64>,
     /// The server has ended the stream (its close is scheduled).
     ended: bool,
+    /// The filter called `proxy_grpc_close`.
+    local_closed: bool,
+    /// The close has reached the filter.
+    remote_closed: bool,
 }
 
 /// A VM's gRPC calls and streams, and what is due to reach the filter.
@@ -399,6 +403,8 @@ impl Calls {
             half_closed: false,
             half_closed_ns: None,
             ended: false,
+            local_closed: false,
+            remote_closed: false,
         };
         match answer {
             GrpcAnswer::Respond(response) => {
@@ -501,7 +507,7 @@ impl Calls {
             return Err(Status::BadArgument);
         }
         let open = self.streams.get_mut(&token).ok_or(Status::NotFound)?;
-        if open.half_closed {
+        if open.half_closed || open.remote_closed {
             return Ok(());
         }
         open.received += 1;
@@ -541,8 +547,9 @@ impl Calls {
         }
     }
 
-    /// `proxy_grpc_close`: half-closes a stream (it stays open for what
-    /// the server still sends) or cancels a call.
+    /// `proxy_grpc_close`: half-closes a stream, which stays known until
+    /// its close has reached the filter (at once if it already has), or
+    /// cancels a call.
     pub(crate) fn close(
         &mut self,
         upstreams: &mut Upstreams,
@@ -552,9 +559,12 @@ impl Calls {
         match kind(token) {
             Kind::Call => self.cancel(upstreams, token),
             Kind::Stream => {
-                if !self.streams.contains_key(&token) {
-                    return Err(Status::NotFound);
+                let open = self.streams.get_mut(&token).ok_or(Status::NotFound)?;
+                if open.remote_closed {
+                    self.streams.remove(&token);
+                    return Ok(());
                 }
+                open.local_closed = true;
                 self.half_close(upstreams, token, now_ns);
                 Ok(())
             }
@@ -585,8 +595,9 @@ impl Calls {
         self.events.iter().map(|event| event.due_ns).min()
     }
 
-    /// Takes the earliest event (in scheduling order among equals); a
-    /// close also ends the call or stream.
+    /// Takes the earliest event (in scheduling order among equals). The
+    /// call or stream stays known while the filter's callback runs;
+    /// [`Calls::delivered`] ends it afterwards.
     pub(crate) fn take_next(&mut self) -> Option<GrpcEvent> {
         let index = self
             .events
@@ -610,15 +621,30 @@ impl Calls {
                 ms.to_string().into_bytes(),
             ));
         }
-        if let GrpcEventKind::Close(..) = event.kind {
-            self.calls.remove(&event.token);
-            self.streams.remove(&event.token);
-        }
-        if let GrpcEventKind::Message(_) = event.kind {
-            // A unary call ends with its response.
-            self.calls.remove(&event.token);
+        if let GrpcEventKind::Close(..) = event.kind
+            && let Some(open) = self.streams.get_mut(&event.token)
+        {
+            open.remote_closed = true;
         }
         Some(event)
+    }
+
+    /// After the callback for `token`: a unary call ends with its response
+    /// or close; a stream ends with its close if the filter has closed its
+    /// side too, and otherwise stays known until it does (as Envoy keeps
+    /// it).
+    pub(crate) fn delivered(&mut self, token: u32, message: bool, close: bool) {
+        if message || close {
+            self.calls.remove(&token);
+        }
+        if close
+            && self
+                .streams
+                .get(&token)
+                .is_some_and(|open| open.local_closed)
+        {
+            self.streams.remove(&token);
+        }
     }
 }
 
@@ -788,15 +814,22 @@ mod tests {
             .unwrap();
         assert_eq!(calls.send(&mut upstreams, token, b"one", true, 0), Ok(()));
         assert_eq!(calls.send(&mut upstreams, token, b"late", false, 0), Ok(()));
-        let kinds: Vec<GrpcEventKind> = std::iter::from_fn(|| calls.take_next())
-            .map(|event| event.kind)
-            .collect();
+        let mut kinds = Vec::new();
+        while let Some(event) = calls.take_next() {
+            let close = matches!(event.kind, GrpcEventKind::Close(..));
+            calls.delivered(event.token, false, close);
+            kinds.push(event.kind);
+        }
         assert!(matches!(&kinds[..], [
             GrpcEventKind::InitialMetadata(_),
             GrpcEventKind::Message(m),
             GrpcEventKind::TrailingMetadata(_),
             GrpcEventKind::Close(0, close),
         ] if m == b"echo: one" && close == b"via_upstream"));
+        // Closed by the server only: still known, as in Envoy, until the
+        // filter closes its side.
+        assert_eq!(calls.send(&mut upstreams, token, b"x", false, 0), Ok(()));
+        assert_eq!(calls.close(&mut upstreams, token, 0), Ok(()));
         assert_eq!(
             calls.send(&mut upstreams, token, b"x", false, 0),
             Err(Status::NotFound)

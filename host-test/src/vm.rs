@@ -462,6 +462,8 @@ impl Vm {
     pub(crate) fn grpc_event(&mut self, event: GrpcEvent) -> std::result::Result<(), Trap> {
         let root = self.root();
         let token = event.token;
+        let message = matches!(event.kind, GrpcEventKind::Message(_));
+        let close = matches!(event.kind, GrpcEventKind::Close(..));
         let (export, name, size) = {
             let exports = &self.exports;
             let state = self.store.data_mut();
@@ -515,6 +517,7 @@ impl Vm {
         let state = self.store.data_mut();
         state.grpc_received = GrpcReceived::default();
         state.grpc_status.1 = None;
+        state.grpc.delivered(token, message, close);
         result
     }
 }

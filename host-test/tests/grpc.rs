@@ -154,7 +154,7 @@ fn a_stream_server_can_push_and_end_on_its_own() {
              grpc-message=enough, x-count=2",
             "grpc_close: token = 6 status = 9",
             "grpc_close: grpc_status = 9 Some(\"enough{via_upstream}\")",
-            "grpc_close: grpc_send 6 \"late\" end_stream = false = 1",
+            "grpc_close: grpc_send 6 \"late\" end_stream = false = 0",
             "grpc_close: resume request = Ok(())",
             "response_headers: end_of_stream = true",
             "log: stream ends",
