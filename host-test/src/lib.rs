@@ -5,8 +5,8 @@
 //! through it. Every host call the Rust SDK imports is implemented with
 //! Envoy's semantics: header and trailer maps with pseudo-headers, bodies,
 //! properties, local responses, pausing and resuming, HTTP callouts and
-//! gRPC calls and streams to scripted upstreams, ticks on a controllable clock, shared data and
-//! queues across VMs, metrics, and logs by level. A trap fails the VM and
+//! gRPC calls and streams to scripted upstreams, ticks on a controllable
+//! clock, shared data and queues across VMs, metrics, and logs by level. A trap fails the VM and
 //! the request the way Envoy fails it.
 //!
 //! The data path through the crate:
