@@ -1,4 +1,5 @@
-//! Header and trailer maps: request, response, and a callout's response.
+//! Header and trailer maps: request, response, a callout's response, and
+//! the metadata of a gRPC callback.
 //!
 //! Names are lowercased on the way in, as Envoy's header maps do, and
 //! pseudo-headers stay ahead of the others. A map that does not exist at
