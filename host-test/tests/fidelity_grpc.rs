@@ -32,6 +32,11 @@ struct Scenario {
     /// The request's path. Defaults to `/`.
     #[serde(default = "root_path")]
     path: String,
+    /// Milliseconds to wait after the response for what arrives on the
+    /// root context (ticks, and gRPC calls they make); those log lines
+    /// follow the stream's. Defaults to 0.
+    #[serde(default)]
+    after_ms: u64,
 }
 
 fn root_path() -> String {
@@ -127,6 +132,8 @@ fn harness(filter: &Filter, scenario: &Scenario) -> Observed {
     let exchange = plugin
         .send(request)
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
+    plugin.advance(scenario.after_ms);
+    let background = plugin.take_logs();
     let outcome = exchange.outcome;
     Observed {
         status: outcome.status.unwrap_or(0),
@@ -141,6 +148,7 @@ fn harness(filter: &Filter, scenario: &Scenario) -> Observed {
         logs: outcome
             .logs
             .iter()
+            .chain(&background)
             .map(|l| mask(&format!("[{}] {}", l.level, l.message)))
             .collect(),
     }
@@ -161,6 +169,9 @@ fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !envoy.log().contains("ACCESS ") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
+    }
+    if scenario.after_ms > 0 {
+        std::thread::sleep(Duration::from_millis(scenario.after_ms + 100));
     }
     let log = envoy.log();
     drop(envoy);
