@@ -110,7 +110,8 @@ pub struct GrpcRecord {
     /// The initial metadata the filter passed.
     pub metadata: Vec<(String, String)>,
     /// The messages the upstream received, in order: a unary call's
-    /// request, or what the filter sent on a stream before it half-closed.
+    /// request, or what the filter sent on a stream before it half-closed;
+    /// none when the connection failed.
     pub messages: Vec<String>,
     /// The filter half-closed the stream.
     pub half_closed: bool,
@@ -343,7 +344,13 @@ impl Calls {
                 .iter()
                 .map(|(k, v)| (text(k), text(v)))
                 .collect(),
-            messages: opening.request.iter().map(|m| text(m)).collect(),
+            // A connection that fails delivers nothing.
+            messages: opening
+                .request
+                .iter()
+                .filter(|_| answer != GrpcAnswer::Down)
+                .map(|m| text(m))
+                .collect(),
             half_closed: false,
             cancelled: false,
         });
@@ -518,7 +525,8 @@ impl Calls {
                 .map(|prefix| (at(now_ns, response.delay_ms), prefix.clone())),
             _ => None,
         };
-        if let Some(record) = upstreams.record_mut(token) {
+        let connected = open.response.is_some() || !open.ended;
+        if let Some(record) = upstreams.record_mut(token).filter(|_| connected) {
             record.messages.push(text(message));
         }
         if let Some((due, prefix)) = reply {

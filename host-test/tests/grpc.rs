@@ -217,3 +217,39 @@ fn a_cancelled_stream_is_recorded_and_silent() {
     assert!(record.cancelled);
     assert_eq!(record.metadata, vec![("x-a".to_owned(), "1".to_owned())]);
 }
+
+#[test]
+fn a_stream_to_a_cluster_that_is_down_hears_envoys_failure() {
+    let mut plugin = plugin(serde_json::json!({
+        "request_headers": [
+            {"op": "grpc_stream", "cluster": "feed", "method": "Watch"},
+            {"op": "grpc_send", "message": "a"},
+            {"op": "pause"}
+        ],
+        "grpc_initial_metadata": [{"op": "grpc_metadata", "which": "initial"}],
+        "grpc_trailing_metadata": [{"op": "grpc_metadata", "which": "trailing"}],
+        "grpc_close": [{"op": "grpc_status"}, {"op": "resume", "which": "request"}]
+    }));
+    plugin.grpc_upstream("feed", "", GrpcAnswer::Down);
+    let exchange = plugin.send(Request::get("/")).unwrap();
+    let failure = "upstream connect error or disconnect/reset before headers. \
+                   reset reason: remote connection failure";
+    assert_eq!(
+        messages(&exchange)[3..9],
+        [
+            "grpc_initial_metadata: token = 6 count = 0".to_owned(),
+            "grpc_initial_metadata: grpc_metadata initial = ".to_owned(),
+            "grpc_trailing_metadata: token = 6 count = 4".to_owned(),
+            format!(
+                "grpc_trailing_metadata: grpc_metadata trailing = :status=200, \
+                 content-type=application/grpc, grpc-status=14, grpc-message={failure}"
+            ),
+            "grpc_close: token = 6 status = 14".to_owned(),
+            format!(
+                "grpc_close: grpc_status = 14 Some(\"{failure}{{upstream_reset_before_response_\
+                 started{{remote_connection_failure|delayed_connect_error:_Connection_refused}}}}\")"
+            ),
+        ]
+    );
+    assert!(plugin.world().grpc_calls()[0].messages.is_empty());
+}
