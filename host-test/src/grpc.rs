@@ -19,7 +19,7 @@
 //!   `proxy_on_grpc_close` carries Envoy's response code details in braces
 //!   (`not allowed here{via_upstream}`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::abi::{Pairs, Status};
 
@@ -210,7 +210,7 @@ struct OpenStream {
 pub(crate) struct Calls {
     next_call: u32,
     next_stream: u32,
-    calls: BTreeMap<u32, ()>,
+    calls: BTreeSet<u32>,
     streams: BTreeMap<u32, OpenStream>,
     events: Vec<GrpcEvent>,
     sequence: u64,
@@ -221,7 +221,7 @@ impl Default for Calls {
         Calls {
             next_call: 1,
             next_stream: 2,
-            calls: BTreeMap::new(),
+            calls: BTreeSet::new(),
             streams: BTreeMap::new(),
             events: Vec::new(),
             sequence: 0,
@@ -356,7 +356,7 @@ impl Calls {
         });
         match opening.request {
             Some(request) => {
-                self.calls.insert(token, ());
+                self.calls.insert(token);
                 self.answer_call(token, &answer, &request, opening.timeout_ms, now_ns);
             }
             None => self.open_stream(token, answer, &opening.metadata, now_ns),
@@ -584,7 +584,7 @@ impl Calls {
     /// it reaches the filter.
     pub(crate) fn cancel(&mut self, upstreams: &mut Upstreams, token: u32) -> Result<(), Status> {
         let known = match kind(token) {
-            Kind::Call => self.calls.remove(&token).is_some(),
+            Kind::Call => self.calls.remove(&token),
             Kind::Stream => self.streams.remove(&token).is_some(),
             Kind::Other => return Err(Status::BadArgument),
         };
@@ -679,21 +679,18 @@ fn kind(token: u32) -> Kind {
 
 /// Just enough of the protobuf wire format to read a `GrpcService`.
 mod proto {
-    /// `None` if `bytes` is not a well-formed protobuf message; else the
-    /// `envoy_grpc.cluster_name` it carries (field 1, then field 1), if
-    /// any.
+    /// `None` if `bytes` is not a well-formed protobuf message (a
+    /// `cluster_name` that is not UTF-8 makes it malformed, as protobuf's
+    /// parser finds); else the `envoy_grpc.cluster_name` it carries
+    /// (field 1, then field 1), if any.
     pub(super) fn grpc_service_cluster(bytes: &[u8]) -> Option<Option<String>> {
-        let fields = fields(bytes)?;
-        let Some(envoy_grpc) = last_bytes(&fields, 1) else {
+        let outer = fields(bytes)?;
+        let Some(envoy_grpc) = last_bytes(&outer, 1) else {
             return Some(None);
         };
-        let inner = fields_of(envoy_grpc)?;
+        let inner = fields(envoy_grpc)?;
         let name = last_bytes(&inner, 1).unwrap_or_default();
         Some(Some(String::from_utf8(name.to_vec()).ok()?))
-    }
-
-    fn fields_of(bytes: &[u8]) -> Option<Vec<(u64, &[u8])>> {
-        fields(bytes)
     }
 
     fn last_bytes<'a>(fields: &[(u64, &'a [u8])], number: u64) -> Option<&'a [u8]> {
