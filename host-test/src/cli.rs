@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::abi::LogLevel;
 use crate::engine::Engine;
+use crate::grpc::{GrpcAnswer, GrpcResponse};
 use crate::host::CalloutAnswer;
 use crate::plugin::FailurePolicy;
 
@@ -62,6 +63,14 @@ OPTIONS (check):
                            Callouts to clusters not scripted get
                            `BadArgument`, as Envoy answers for an unknown
                            cluster.
+    --grpc-upstream SPEC   Script a gRPC upstream, for every method:
+                           `CLUSTER=echo` (answers each message with
+                           itself, ends with status 0), `CLUSTER=STATUS` or
+                           `CLUSTER=STATUS:MESSAGE` (fails with that gRPC
+                           status), `CLUSTER=down` (the connection fails)
+                           or `CLUSTER=silent` (never answers).
+                           Repeatable. gRPC calls to clusters not scripted
+                           get `ParseFailure`, as in Envoy.
     --failure-policy P     What a trap does: `closed` answers 503 and keeps
                            the VM failed (Envoy's default, FAIL_CLOSED),
                            `open` lets requests through (FAIL_OPEN),
@@ -265,6 +274,36 @@ fn upstream_spec(spec: &str) -> Result<(String, CalloutAnswer), String> {
     Ok((cluster.to_owned(), answer))
 }
 
+fn grpc_upstream_spec(spec: &str) -> Result<(String, GrpcAnswer), String> {
+    let expected = || {
+        format!(
+            "`--grpc-upstream {spec}`: expected `CLUSTER=echo`, `CLUSTER=STATUS[:MESSAGE]`, \
+             `CLUSTER=down` or `CLUSTER=silent`"
+        )
+    };
+    let (cluster, answer) = spec
+        .split_once('=')
+        .filter(|(cluster, _)| !cluster.is_empty())
+        .ok_or_else(expected)?;
+    let answer = match answer {
+        "echo" => GrpcAnswer::Respond(GrpcResponse::echo("")),
+        "down" => GrpcAnswer::Down,
+        "silent" => GrpcAnswer::Silent,
+        other => {
+            let (status, message) = other.split_once(':').unwrap_or((other, ""));
+            let status = status
+                .parse::<u32>()
+                .ok()
+                .filter(|status| (1..=16).contains(status))
+                .ok_or_else(|| {
+                    format!("`--grpc-upstream {spec}`: `{status}` is not a gRPC error status")
+                })?;
+            GrpcAnswer::Respond(GrpcResponse::failing(status, message))
+        }
+    };
+    Ok((cluster.to_owned(), answer))
+}
+
 fn log_level(text: &str) -> Result<LogLevel, String> {
     LogLevel::from_name(text).ok_or_else(|| {
         format!("`--log-level {text}`: expected trace, debug, info, warning, error or critical")
@@ -285,6 +324,27 @@ fn failure_policy(text: &str) -> Result<FailurePolicy, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_upstream_specs_parse_or_say_why_not() {
+        assert_eq!(
+            grpc_upstream_spec("auth=7:no").unwrap(),
+            (
+                "auth".to_owned(),
+                GrpcAnswer::Respond(GrpcResponse::failing(7, "no"))
+            )
+        );
+        assert_eq!(grpc_upstream_spec("auth=down").unwrap().1, GrpcAnswer::Down);
+        assert_eq!(
+            grpc_upstream_spec("auth=0").unwrap_err(),
+            "`--grpc-upstream auth=0`: `0` is not a gRPC error status"
+        );
+        assert_eq!(
+            grpc_upstream_spec("=echo").unwrap_err(),
+            "`--grpc-upstream =echo`: expected `CLUSTER=echo`, `CLUSTER=STATUS[:MESSAGE]`, \
+             `CLUSTER=down` or `CLUSTER=silent`"
+        );
+    }
 
     #[test]
     fn upstream_specs_parse_or_say_why_not() {

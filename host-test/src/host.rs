@@ -138,6 +138,14 @@ pub(crate) struct CallResponse {
     pub(crate) trailers: Option<Pairs>,
 }
 
+/// The message or metadata of the gRPC callback running now.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GrpcReceived {
+    pub(crate) message: Option<Vec<u8>>,
+    pub(crate) initial_metadata: Option<Pairs>,
+    pub(crate) trailing_metadata: Option<Pairs>,
+}
+
 /// Per-VM state behind the host functions.
 #[derive(Debug)]
 pub struct HostState {
@@ -159,6 +167,13 @@ pub struct HostState {
     pub(crate) callouts: BTreeMap<u32, PendingCallout>,
     pub(crate) next_token: u32,
     pub(crate) call_response: Option<CallResponse>,
+    /// The root context's gRPC calls and streams.
+    pub(crate) grpc: crate::grpc::Calls,
+    /// What a gRPC callback can read while it runs.
+    pub(crate) grpc_received: GrpcReceived,
+    /// `proxy_get_status`: the last gRPC close's code, kept afterwards,
+    /// and its message, only while `proxy_on_grpc_close` runs.
+    pub(crate) grpc_status: (u32, Option<Vec<u8>>),
     pub(crate) logs: Vec<LogLine>,
     pub(crate) transcript: Transcript,
     pub(crate) random_state: u64,
@@ -190,6 +205,9 @@ impl HostState {
             callouts: BTreeMap::new(),
             next_token: 1,
             call_response: None,
+            grpc: crate::grpc::Calls::default(),
+            grpc_received: GrpcReceived::default(),
+            grpc_status: (0, None),
             logs: Vec::new(),
             transcript: Transcript::new(record),
             random_state: 0x9e37_79b9_7f4a_7c15 ^ (worker as u64),

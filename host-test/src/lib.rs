@@ -5,9 +5,9 @@
 //! thread's VM, one VM per worker), and sends requests
 //! through it. Every host call the Rust SDK imports is implemented with
 //! Envoy's semantics: header and trailer maps with pseudo-headers, bodies,
-//! properties, local responses, pausing and resuming, HTTP callouts to
-//! scripted upstreams, ticks on a controllable clock, shared data and
-//! queues across VMs, metrics, and logs by level. A trap fails the VM and
+//! properties, local responses, pausing and resuming, HTTP callouts and
+//! gRPC calls and streams to scripted upstreams, ticks on a controllable
+//! clock, shared data and queues across VMs, metrics, and logs by level. A trap fails the VM and
 //! the request the way Envoy fails it.
 //!
 //! The data path through the crate:
@@ -16,8 +16,9 @@
 //!   links the host functions of `imports`, one module per family.
 //! - `vm` holds one `Store` per VM and calls the filter's `proxy_on_*`
 //!   exports; [`host`] is the state the host functions work on.
-//! - [`plugin`] runs streams through the VMs, delivering callouts, ticks
-//!   and queue notifications; [`world`] is what the VMs share.
+//! - [`plugin`] runs streams through the VMs, delivering callouts, gRPC
+//!   events, ticks and queue notifications; [`world`] is what the VMs
+//!   share; [`grpc`] runs gRPC calls and streams to scripted upstreams.
 //! - [`profile`] keeps everything Envoy-specific in one place.
 //! - [`exchange`] and [`transcript`] are the test API: the outcome of a
 //!   request, assertions, and the record of every call.
@@ -32,6 +33,7 @@ pub mod engine;
 pub mod envoy;
 mod error;
 pub mod exchange;
+pub mod grpc;
 pub mod host;
 mod imports;
 mod memory;
@@ -47,6 +49,7 @@ pub mod world;
 pub use engine::{Engine, Filter};
 pub use error::{Error, ErrorKind, Result};
 pub use exchange::Exchange;
+pub use grpc::{GrpcAnswer, GrpcRecord, GrpcResponse};
 pub use host::CalloutAnswer;
 pub use outcome::{Disposition, Forwarded, LogLine, Outcome};
 pub use plugin::{FailurePolicy, Plugin, PluginBuilder, StreamId};

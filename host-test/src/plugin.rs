@@ -17,6 +17,7 @@ use crate::abi::{Action, LogLevel, Pairs, StreamType};
 use crate::engine::Filter;
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchange::Exchange;
+use crate::grpc::GrpcAnswer;
 use crate::host::{CallResponse, CalloutAnswer, PluginInfo, Stream};
 use crate::outcome::{Disposition, Forwarded, LogLine, Outcome};
 use crate::profile::{Progress, encode_override};
@@ -401,6 +402,20 @@ impl Plugin {
         delay_ms: u64,
     ) -> &mut Plugin {
         self.world.script(cluster, answer, delay_ms);
+        self
+    }
+
+    /// Scripts what the gRPC upstream `cluster` does with calls and
+    /// streams to `method` (`service/method`, such as `probe.Echo/Say`, or
+    /// empty for every other method). A cluster never scripted is unknown:
+    /// calls to it get `ParseFailure`, as in Envoy.
+    pub fn grpc_upstream(
+        &mut self,
+        cluster: &str,
+        method: &str,
+        answer: GrpcAnswer,
+    ) -> &mut Plugin {
+        self.world.script_grpc(cluster, method, answer);
         self
     }
 
@@ -1091,8 +1106,8 @@ impl Plugin {
     }
 
     /// Delivers the next event due at or before `horizon`: a queue
-    /// notification, else the earliest callout answer or tick, moving the
-    /// clock to it. Returns whether anything was delivered.
+    /// notification, else the earliest gRPC event, callout answer or tick
+    /// (a gRPC event first among equals), moving the clock to it. Returns whether anything was delivered.
     fn pump(&mut self, horizon: u64) -> bool {
         let ready = self.world.lock().queue_ready.pop_front();
         if let Some(ready) = ready {
@@ -1120,6 +1135,20 @@ impl Plugin {
                 next = Some((due, worker, None));
             }
         }
+        let mut grpc: Option<(u64, usize)> = None;
+        for (worker, vm) in self.vms.iter().enumerate() {
+            if let Some(due) = vm.state().grpc.next_due().filter(|_| vm.failed.is_none())
+                && grpc.is_none_or(|(best, _)| due < best)
+            {
+                grpc = Some((due, worker));
+            }
+        }
+        if let Some((due, worker)) = grpc
+            && due <= horizon
+            && next.is_none_or(|(best, ..)| due <= best)
+        {
+            return self.deliver_grpc(due, worker);
+        }
         let Some((due, worker, token)) = next else {
             return false;
         };
@@ -1141,6 +1170,23 @@ impl Plugin {
                 let _ = vm.tick();
             }
         }
+        true
+    }
+}
+
+impl Plugin {
+    /// Delivers the earliest gRPC event of `worker`'s VM, due at `due`.
+    fn deliver_grpc(&mut self, due: u64, worker: usize) -> bool {
+        if due > self.world.now_ns() {
+            self.world.set_now_ns(due);
+        }
+        let Some(vm) = self.vms.get_mut(worker) else {
+            return false;
+        };
+        let Some(event) = vm.state_mut().grpc.take_next() else {
+            return false;
+        };
+        let _ = vm.grpc_event(event);
         true
     }
 }

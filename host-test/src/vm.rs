@@ -13,7 +13,8 @@ use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
 use crate::abi::len_u32;
 use crate::engine::Filter;
 use crate::error::{Error, ErrorKind, Result};
-use crate::host::{Guest, HostState, PluginInfo};
+use crate::grpc::{GrpcEvent, GrpcEventKind};
+use crate::host::{GrpcReceived, Guest, HostState, PluginInfo};
 use crate::transcript::Entry;
 use crate::world::World;
 
@@ -36,6 +37,10 @@ struct Exports {
     on_tick: Export<i32, ()>,
     on_queue_ready: Export<(i32, i32), ()>,
     on_http_call_response: Export<(i32, i32, i32, i32, i32), ()>,
+    on_grpc_receive_initial_metadata: Export<(i32, i32, i32), ()>,
+    on_grpc_receive: Export<(i32, i32, i32), ()>,
+    on_grpc_receive_trailing_metadata: Export<(i32, i32, i32), ()>,
+    on_grpc_close: Export<(i32, i32, i32), ()>,
 }
 
 /// A VM's call into the filter trapped; the VM is now failed.
@@ -105,6 +110,18 @@ impl Vm {
             on_tick: typed(&mut store, &instance, "proxy_on_tick")?,
             on_queue_ready: typed(&mut store, &instance, "proxy_on_queue_ready")?,
             on_http_call_response: typed(&mut store, &instance, "proxy_on_http_call_response")?,
+            on_grpc_receive_initial_metadata: typed(
+                &mut store,
+                &instance,
+                "proxy_on_grpc_receive_initial_metadata",
+            )?,
+            on_grpc_receive: typed(&mut store, &instance, "proxy_on_grpc_receive")?,
+            on_grpc_receive_trailing_metadata: typed(
+                &mut store,
+                &instance,
+                "proxy_on_grpc_receive_trailing_metadata",
+            )?,
+            on_grpc_close: typed(&mut store, &instance, "proxy_on_grpc_close")?,
         };
         let mut vm = Vm {
             store,
@@ -435,5 +452,72 @@ impl Vm {
             ),
             None => Ok(()),
         }
+    }
+
+    /// Delivers a gRPC event to the root context, which owns every call
+    /// and stream: what the callback may read is set for its duration, and
+    /// a close sets the status `proxy_get_status` reports (the code stays
+    /// afterwards, the message does not). A filter without the export
+    /// hears nothing, as in Envoy.
+    pub(crate) fn grpc_event(&mut self, event: GrpcEvent) -> std::result::Result<(), Trap> {
+        let root = self.root();
+        let token = event.token;
+        let message = matches!(event.kind, GrpcEventKind::Message(_));
+        let close = matches!(event.kind, GrpcEventKind::Close(..));
+        let (export, name, size) = {
+            let exports = &self.exports;
+            let state = self.store.data_mut();
+            match event.kind {
+                GrpcEventKind::InitialMetadata(pairs) => {
+                    let count = len_u32(pairs.len());
+                    state.grpc_received.initial_metadata = Some(pairs);
+                    (
+                        exports.on_grpc_receive_initial_metadata.clone(),
+                        "proxy_on_grpc_receive_initial_metadata",
+                        count,
+                    )
+                }
+                GrpcEventKind::Message(message) => {
+                    let size = len_u32(message.len());
+                    state.grpc_received.message = Some(message);
+                    (
+                        exports.on_grpc_receive.clone(),
+                        "proxy_on_grpc_receive",
+                        size,
+                    )
+                }
+                GrpcEventKind::TrailingMetadata(pairs) => {
+                    let count = len_u32(pairs.len());
+                    state.grpc_received.trailing_metadata = Some(pairs);
+                    (
+                        exports.on_grpc_receive_trailing_metadata.clone(),
+                        "proxy_on_grpc_receive_trailing_metadata",
+                        count,
+                    )
+                }
+                GrpcEventKind::Close(code, message) => {
+                    state.grpc_status = (code, Some(message));
+                    (exports.on_grpc_close.clone(), "proxy_on_grpc_close", code)
+                }
+            }
+        };
+        let result = match export {
+            Some(f) => self.call_on(
+                root,
+                format!("{name}({root}, token {token}, {size})"),
+                |s| {
+                    f.call(
+                        s,
+                        (root.cast_signed(), token.cast_signed(), size.cast_signed()),
+                    )
+                },
+            ),
+            None => Ok(()),
+        };
+        let state = self.store.data_mut();
+        state.grpc_received = GrpcReceived::default();
+        state.grpc_status.1 = None;
+        state.grpc.delivered(token, message, close);
+        result
     }
 }

@@ -1,5 +1,5 @@
 //! What the VMs of one plugin share: the clock, shared data, shared
-//! queues and metrics.
+//! queues, metrics and scripted upstreams (HTTP and gRPC).
 //!
 //! Envoy runs one VM per worker thread; a filter sees other workers only
 //! through these host facilities. A [`World`] is owned by one
@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::abi::{MetricKind, Pairs, Status};
+use crate::grpc::{GrpcAnswer, GrpcRecord};
 use crate::host::CalloutAnswer;
 
 /// A handle on the shared state; clones refer to the same state.
@@ -64,6 +65,19 @@ impl World {
         self.lock().callouts_made.clone()
     }
 
+    /// Scripts what the gRPC upstream `cluster` does with calls and streams
+    /// to `method` (`service/method`, such as `probe.Echo/Say`); an empty
+    /// `method` stands for every method not scripted by name. A later
+    /// script for the same method replaces the earlier one.
+    pub fn script_grpc(&self, cluster: &str, method: &str, answer: GrpcAnswer) {
+        self.lock().grpc.script(cluster, method, answer);
+    }
+
+    /// The gRPC calls and streams opened so far, in order.
+    pub fn grpc_calls(&self) -> Vec<GrpcRecord> {
+        self.lock().grpc.records.clone()
+    }
+
     /// Every metric the filter defined, by name.
     pub fn metrics(&self) -> BTreeMap<String, MetricValue> {
         let state = self.lock();
@@ -86,6 +100,7 @@ pub(crate) struct WorldState {
     metrics: Vec<Metric>,
     upstreams: HashMap<String, Script>,
     pub(crate) callouts_made: Vec<CalloutRecord>,
+    pub(crate) grpc: crate::grpc::Upstreams,
 }
 
 /// The answers a scripted upstream gives, in order; the last repeats.
@@ -116,6 +131,7 @@ impl Default for WorldState {
             metrics: Vec::new(),
             upstreams: HashMap::new(),
             callouts_made: Vec::new(),
+            grpc: crate::grpc::Upstreams::default(),
         }
     }
 }

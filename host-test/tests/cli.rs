@@ -40,6 +40,7 @@ fn help_lists_both_commands_and_every_option() {
         "warden test [OPTIONS] DIR",
         "--config FILE",
         "--upstream SPEC",
+        "--grpc-upstream SPEC",
         "--failure-policy P",
         "--transcript",
         "--cache-dir DIR",
@@ -69,6 +70,49 @@ fn check_prints_the_outcome_as_json() {
     assert_eq!(outcome["details"], "probe");
     assert_eq!(outcome["body"], "teapot");
     assert_eq!(outcome["upstream"], serde_json::Value::Null);
+}
+
+#[test]
+fn check_scripts_grpc_upstreams() {
+    let wasm = testing::build_filter("probe").unwrap();
+    let config = r#"{"request_headers": [
+        {"op": "grpc_call", "cluster": "auth", "method": "Check", "message": "hi", "timeout_ms": 100},
+        {"op": "grpc_call", "cluster": "deny", "method": "Check", "timeout_ms": 100},
+        {"op": "pause"}],
+      "grpc_response": [{"op": "grpc_received"}, {"op": "grpc_status"}]}"#;
+    let request = scratch("grpc.json", r#"{"path": "/"}"#);
+    let (code, out, err) = warden(&[
+        "check",
+        "--wasm",
+        wasm.to_str().unwrap(),
+        "--config-json",
+        config,
+        "--grpc-upstream",
+        "auth=echo",
+        "--grpc-upstream",
+        "deny=7:no",
+        &request,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let outcome: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let messages: Vec<&str> = outcome["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|line| line["message"].as_str())
+        .filter(|message| message.starts_with("grpc_response"))
+        .collect();
+    assert_eq!(
+        messages,
+        vec![
+            "grpc_response: token = 5 status = 0 size = 2",
+            "grpc_response: grpc_received = \"hi\"",
+            "grpc_response: grpc_status = 0 None",
+            "grpc_response: token = 9 status = 7 size = 0",
+            "grpc_response: grpc_received = None",
+            "grpc_response: grpc_status = 7 Some(\"no{via_upstream}\")",
+        ]
+    );
 }
 
 #[test]

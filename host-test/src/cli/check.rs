@@ -3,7 +3,9 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Common, Opt, log_level, path_value, read, string_value, upstream_spec};
+use super::{
+    Common, Opt, grpc_upstream_spec, log_level, path_value, read, string_value, upstream_spec,
+};
 use crate::abi::LogLevel;
 use crate::host::CalloutAnswer;
 use crate::plugin::FailurePolicy;
@@ -19,6 +21,7 @@ struct Options {
     root_id: String,
     vm_id: String,
     upstreams: Vec<(String, CalloutAnswer)>,
+    grpc_upstreams: Vec<(String, crate::grpc::GrpcAnswer)>,
     failure_policy: FailurePolicy,
     log_level: Option<LogLevel>,
     transcript: bool,
@@ -46,6 +49,9 @@ fn parse(mut parser: lexopt::Parser) -> Result<Options, String> {
                 "upstream" => options
                     .upstreams
                     .push(upstream_spec(&string_value(p, "--upstream")?)?),
+                "grpc-upstream" => options
+                    .grpc_upstreams
+                    .push(grpc_upstream_spec(&string_value(p, "--grpc-upstream")?)?),
                 "failure-policy" => {
                     let text = string_value(p, "--failure-policy")?;
                     options.failure_policy = super::failure_policy(&text)?;
@@ -132,6 +138,9 @@ pub(super) fn run(
         .map_err(|e| format!("`{}`: {e}", wasm.display()))?;
     for (cluster, answer) in options.upstreams {
         plugin.upstream(&cluster, answer);
+    }
+    for (cluster, answer) in options.grpc_upstreams {
+        plugin.grpc_upstream(&cluster, "", answer);
     }
     let startup = plugin.take_transcript();
     let exchange = plugin

@@ -1,4 +1,5 @@
-//! Byte buffers: bodies, a callout's response body, and the configuration.
+//! Byte buffers: bodies, a callout's response body, a received gRPC
+//! message, and the configuration.
 //!
 //! Reads are clamped to the buffer as Envoy clamps them, and a read of
 //! nothing returns `Ok` without touching the guest's pointers. Writes
@@ -35,6 +36,7 @@ fn buffer(state: &HostState, kind: BufferType) -> Result<Vec<u8>, Status> {
             .ok_or(Status::NotFound)?
             .body
             .clone()),
+        BufferType::GrpcReceive => state.grpc_received.message.clone().ok_or(Status::NotFound),
         BufferType::VmConfiguration => Ok(state.info.vm_configuration.clone()),
         BufferType::PluginConfiguration if state.configuring == Some(kind) => {
             Ok(state.info.configuration.clone())
@@ -142,6 +144,11 @@ fn set(
     let target = match kind {
         BufferType::RequestBody => &mut state.stream_mut().ok_or(Status::NotFound)?.request_body,
         BufferType::ResponseBody => &mut state.stream_mut().ok_or(Status::NotFound)?.response_body,
+        BufferType::GrpcReceive => state
+            .grpc_received
+            .message
+            .as_mut()
+            .ok_or(Status::NotFound)?,
         BufferType::CallResponseBody
         | BufferType::VmConfiguration
         | BufferType::PluginConfiguration => {

@@ -1,4 +1,5 @@
-//! Header and trailer maps: request, response, and a callout's response.
+//! Header and trailer maps: request, response, a callout's response, and
+//! the metadata of a gRPC callback.
 //!
 //! Names are lowercased on the way in, as Envoy's header maps do, and
 //! pseudo-headers stay ahead of the others. A map that does not exist at
@@ -33,7 +34,8 @@ fn map(state: &HostState, map_type: MapType) -> Option<&Pairs> {
         MapType::RequestTrailers => state.stream()?.request_trailers.as_ref(),
         MapType::ResponseHeaders => state.stream()?.response_headers.as_ref(),
         MapType::ResponseTrailers => state.stream()?.response_trailers.as_ref(),
-        MapType::GrpcInitialMetadata | MapType::GrpcTrailingMetadata => None,
+        MapType::GrpcInitialMetadata => state.grpc_received.initial_metadata.as_ref(),
+        MapType::GrpcTrailingMetadata => state.grpc_received.trailing_metadata.as_ref(),
     }
 }
 
@@ -45,7 +47,8 @@ fn map_mut(state: &mut HostState, map_type: MapType) -> Option<&mut Pairs> {
         MapType::RequestTrailers => state.stream_mut()?.request_trailers.as_mut(),
         MapType::ResponseHeaders => state.stream_mut()?.response_headers.as_mut(),
         MapType::ResponseTrailers => state.stream_mut()?.response_trailers.as_mut(),
-        MapType::GrpcInitialMetadata | MapType::GrpcTrailingMetadata => None,
+        MapType::GrpcInitialMetadata => state.grpc_received.initial_metadata.as_mut(),
+        MapType::GrpcTrailingMetadata => state.grpc_received.trailing_metadata.as_mut(),
     }
 }
 

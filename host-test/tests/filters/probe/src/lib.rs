@@ -5,7 +5,10 @@
 //! Configuration, as JSON: an object from callback name (`vm_start`,
 //! `configure`, `request_headers`, `request_body`, `request_trailers`,
 //! `response_headers`, `response_body`, `response_trailers`, `log`, `done`,
-//! `tick`, `queue_ready`, `callout`) to a list of operations; see [`Op`].
+//! `tick`, `queue_ready`, `callout`, and for gRPC `grpc_response` (a unary
+//! call's answer), `grpc_initial_metadata`, `grpc_message`,
+//! `grpc_trailing_metadata`, `grpc_close`) to a list of operations; see
+//! [`Op`].
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -71,6 +74,72 @@ enum Op {
     /// Pauses (buffers) while the body seen so far is not empty and shorter
     /// than `size`.
     PauseWhileBodyBelow { buffer: String, size: usize },
+    /// A unary gRPC call; its answer runs `grpc_response`.
+    GrpcCall {
+        cluster: String,
+        #[serde(default = "default_service")]
+        service: String,
+        method: String,
+        #[serde(default)]
+        metadata: Vec<(String, String)>,
+        #[serde(default)]
+        message: String,
+        /// Sends `message` repeated this many times (a large message).
+        #[serde(default)]
+        repeat: Option<usize>,
+        timeout_ms: u64,
+        /// Names the cluster through a serialized `GrpcService`.
+        #[serde(default)]
+        as_proto: bool,
+    },
+    /// A gRPC stream; its events run `grpc_initial_metadata`,
+    /// `grpc_message`, `grpc_trailing_metadata` and `grpc_close`.
+    GrpcStream {
+        cluster: String,
+        #[serde(default = "default_service")]
+        service: String,
+        method: String,
+        #[serde(default)]
+        metadata: Vec<(String, String)>,
+        #[serde(default)]
+        as_proto: bool,
+    },
+    /// Sends on the last stream opened (or `token`).
+    GrpcSend {
+        #[serde(default)]
+        message: String,
+        #[serde(default)]
+        end_stream: bool,
+        #[serde(default)]
+        token: Option<u32>,
+    },
+    /// Cancels the last call or stream (or `token`).
+    GrpcCancel {
+        #[serde(default)]
+        token: Option<u32>,
+    },
+    /// Closes the last call or stream (or `token`).
+    GrpcClose {
+        #[serde(default)]
+        token: Option<u32>,
+    },
+    /// Logs `proxy_get_status`.
+    GrpcStatus,
+    /// Logs the received message (`grpc_receive` buffer).
+    GrpcReceived,
+    /// Logs a gRPC metadata map (`which`: `initial`, `trailing`).
+    GrpcMetadata { which: String },
+    /// gRPC host calls with arguments no SDK would pass.
+    GrpcAbuse,
+}
+
+fn default_service() -> String {
+    "probe.Echo".into()
+}
+
+thread_local! {
+    /// The last gRPC token issued, for the operations that act on it.
+    static LAST_GRPC: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 thread_local! {
@@ -203,6 +272,35 @@ mod raw {
             headers_size: usize,
             grpc_status: i32,
         ) -> u32;
+        pub fn proxy_grpc_call(
+            service: *const u8,
+            service_size: usize,
+            name: *const u8,
+            name_size: usize,
+            method: *const u8,
+            method_size: usize,
+            metadata: *const u8,
+            metadata_size: usize,
+            message: *const u8,
+            message_size: usize,
+            timeout_ms: u32,
+            token: *mut u32,
+        ) -> u32;
+        pub fn proxy_grpc_stream(
+            service: *const u8,
+            service_size: usize,
+            name: *const u8,
+            name_size: usize,
+            method: *const u8,
+            method_size: usize,
+            metadata: *const u8,
+            metadata_size: usize,
+            token: *mut u32,
+        ) -> u32;
+        pub fn proxy_grpc_send(token: u32, message: *const u8, size: usize, end_stream: u32) -> u32;
+        pub fn proxy_grpc_cancel(token: u32) -> u32;
+        pub fn proxy_grpc_close(token: u32) -> u32;
+        pub fn proxy_get_status(code: *mut u32, message: *mut *mut u8, size: *mut usize) -> u32;
     }
 }
 
@@ -329,6 +427,79 @@ fn encode_pairs(pairs: &[(String, String)]) -> Vec<u8> {
         out.push(0);
     }
     out
+}
+
+/// A cluster name as is, or wrapped in a serialized
+/// `envoy.config.core.v3.GrpcService` (`envoy_grpc { cluster_name }`).
+fn grpc_target(cluster: &str, as_proto: bool) -> String {
+    if !as_proto {
+        return cluster.to_owned();
+    }
+    let mut inner = vec![0x0a, cluster.len() as u8];
+    inner.extend(cluster.as_bytes());
+    let mut outer = vec![0x0a, inner.len() as u8];
+    outer.extend(inner);
+    String::from_utf8(outer).unwrap_or_default()
+}
+
+fn grpc_token(result: Result<u32, proxy_wasm::types::Status>) -> String {
+    match result {
+        Ok(token) => {
+            LAST_GRPC.with(|last| last.set(token));
+            format!("Ok token {token}")
+        }
+        Err(status) => format!("{status:?}"),
+    }
+}
+
+/// Short messages as text, long ones by size and first bytes.
+fn summary(bytes: &[u8]) -> String {
+    if bytes.len() <= 64 {
+        format!("{:?}", text(bytes))
+    } else {
+        format!("<{} bytes> {:?}...", bytes.len(), text(&bytes[..16]))
+    }
+}
+
+fn grpc_abuse(cb: &str) {
+    let name = b"probe.Echo";
+    let method = b"Say";
+    let cluster = b"grpc";
+    let mut token: u32 = 0;
+    let wild = WILD as *const u8;
+    // SAFETY: the host checks every pointer; the probe only ever passes
+    // its own locals or addresses the host must refuse.
+    let results = unsafe {
+        [
+            (
+                "call with the service outside memory",
+                raw::proxy_grpc_call(wild, 4, name.as_ptr(), name.len(), method.as_ptr(), 3, name.as_ptr(), 0, name.as_ptr(), 0, 1000, &mut token),
+            ),
+            (
+                "call with the token outside memory",
+                raw::proxy_grpc_call(cluster.as_ptr(), 4, name.as_ptr(), name.len(), method.as_ptr(), 3, name.as_ptr(), 0, name.as_ptr(), 0, 1000, WILD as *mut u32),
+            ),
+            (
+                "stream with the method outside memory",
+                raw::proxy_grpc_stream(cluster.as_ptr(), 4, name.as_ptr(), name.len(), wild, 3, name.as_ptr(), 0, &mut token),
+            ),
+            ("send on an unknown stream", raw::proxy_grpc_send(998, name.as_ptr(), 1, 0)),
+            ("send on a call token", raw::proxy_grpc_send(997, name.as_ptr(), 1, 0)),
+            ("send from outside memory", raw::proxy_grpc_send(998, wild, 4, 0)),
+            ("cancel an unknown call", raw::proxy_grpc_cancel(997)),
+            ("cancel an unknown stream", raw::proxy_grpc_cancel(998)),
+            ("cancel an http call token", raw::proxy_grpc_cancel(996)),
+            ("close an unknown stream", raw::proxy_grpc_close(998)),
+            ("close an http call token", raw::proxy_grpc_close(996)),
+            (
+                "status into memory outside",
+                raw::proxy_get_status(WILD as *mut u32, WILD as *mut *mut u8, WILD as *mut usize),
+            ),
+        ]
+    };
+    for (what, status) in results {
+        info(cb, format!("grpc_abuse: {what} = {status}"));
+    }
 }
 
 /// Runs a callback's operations; returns whether one asked to pause.
@@ -549,6 +720,72 @@ fn apply(cb: &str, op: &Op) -> bool {
             info(cb, format!("pause_while_body_below {size}: {seen} bytes"));
             return seen > 0 && seen < *size;
         }
+        Op::GrpcAbuse => grpc_abuse(cb),
+        Op::GrpcCall { cluster, service, method, metadata, message, repeat, timeout_ms, as_proto } => {
+            let target = grpc_target(cluster, *as_proto);
+            let metadata: Vec<(&str, &[u8])> = metadata.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+            let message = message.repeat(repeat.unwrap_or(1));
+            let result = hostcalls::dispatch_grpc_call(
+                &target,
+                service,
+                method,
+                metadata,
+                Some(message.as_bytes()),
+                Duration::from_millis(*timeout_ms),
+            );
+            info(cb, format!("grpc_call {cluster} {method} = {}", grpc_token(result)));
+        }
+        Op::GrpcStream { cluster, service, method, metadata, as_proto } => {
+            let target = grpc_target(cluster, *as_proto);
+            let metadata: Vec<(&str, &[u8])> = metadata.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+            let result = hostcalls::open_grpc_stream(&target, service, method, metadata);
+            info(cb, format!("grpc_stream {cluster} {method} = {}", grpc_token(result)));
+        }
+        Op::GrpcSend { message, end_stream, token } => {
+            let token = token.unwrap_or_else(|| LAST_GRPC.with(|last| last.get()));
+            // SAFETY: the message is a live local buffer.
+            let status = unsafe { raw::proxy_grpc_send(token, message.as_ptr(), message.len(), u32::from(*end_stream)) };
+            info(cb, format!("grpc_send {token} {message:?} end_stream = {end_stream} = {status}"));
+        }
+        Op::GrpcCancel { token } => {
+            let token = token.unwrap_or_else(|| LAST_GRPC.with(|last| last.get()));
+            // SAFETY: no pointers.
+            let status = unsafe { raw::proxy_grpc_cancel(token) };
+            info(cb, format!("grpc_cancel {token} = {status}"));
+        }
+        Op::GrpcClose { token } => {
+            let token = token.unwrap_or_else(|| LAST_GRPC.with(|last| last.get()));
+            // SAFETY: no pointers.
+            let status = unsafe { raw::proxy_grpc_close(token) };
+            info(cb, format!("grpc_close {token} = {status}"));
+        }
+        Op::GrpcStatus => {
+            let shown = match hostcalls::get_grpc_status() {
+                Ok((code, message)) => format!("{code} {message:?}"),
+                Err(status) => format!("{status:?}"),
+            };
+            info(cb, format!("grpc_status = {shown}"));
+        }
+        Op::GrpcReceived => {
+            let shown = match hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, usize::MAX >> 1) {
+                Ok(Some(bytes)) => summary(&bytes),
+                Ok(None) => "None".into(),
+                Err(status) => format!("{status:?}"),
+            };
+            info(cb, format!("grpc_received = {shown}"));
+        }
+        Op::GrpcMetadata { which } => {
+            let map = if which == "trailing" {
+                MapType::GrpcReceiveTrailingMetadata
+            } else {
+                MapType::GrpcReceiveInitialMetadata
+            };
+            let shown = match hostcalls::get_map_bytes(map) {
+                Ok(pairs) => pairs.iter().map(|(k, v)| format!("{k}={}", text(v))).collect::<Vec<_>>().join(", "),
+                Err(status) => format!("{status:?}"),
+            };
+            info(cb, format!("grpc_metadata {which} = {shown}"));
+        }
         Op::PanicIfHeader { name } => {
             if let Ok(Some(value)) = hostcalls::get_map_value(MapType::HttpRequestHeaders, name) {
                 panic!("{name}: {value}");
@@ -563,7 +800,32 @@ struct Root {
     script: Rc<Script>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        info("grpc_response", format!("token = {token} status = {status} size = {size}"));
+        run(&self.script, "grpc_response");
+    }
+
+    fn on_grpc_stream_initial_metadata(&mut self, token: u32, count: u32) {
+        info("grpc_initial_metadata", format!("token = {token} count = {count}"));
+        run(&self.script, "grpc_initial_metadata");
+    }
+
+    fn on_grpc_stream_message(&mut self, token: u32, size: usize) {
+        info("grpc_message", format!("token = {token} size = {size}"));
+        run(&self.script, "grpc_message");
+    }
+
+    fn on_grpc_stream_trailing_metadata(&mut self, token: u32, count: u32) {
+        info("grpc_trailing_metadata", format!("token = {token} count = {count}"));
+        run(&self.script, "grpc_trailing_metadata");
+    }
+
+    fn on_grpc_stream_close(&mut self, token: u32, status: u32) {
+        info("grpc_close", format!("token = {token} status = {status}"));
+        run(&self.script, "grpc_close");
+    }
+}
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _size: usize) -> bool {
@@ -611,6 +873,30 @@ struct Stream {
 }
 
 impl Context for Stream {
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        info("grpc_response", format!("token = {token} status = {status} size = {size}"));
+        run(&self.script, "grpc_response");
+    }
+
+    fn on_grpc_stream_initial_metadata(&mut self, token: u32, count: u32) {
+        info("grpc_initial_metadata", format!("token = {token} count = {count}"));
+        run(&self.script, "grpc_initial_metadata");
+    }
+
+    fn on_grpc_stream_message(&mut self, token: u32, size: usize) {
+        info("grpc_message", format!("token = {token} size = {size}"));
+        run(&self.script, "grpc_message");
+    }
+
+    fn on_grpc_stream_trailing_metadata(&mut self, token: u32, count: u32) {
+        info("grpc_trailing_metadata", format!("token = {token} count = {count}"));
+        run(&self.script, "grpc_trailing_metadata");
+    }
+
+    fn on_grpc_stream_close(&mut self, token: u32, status: u32) {
+        info("grpc_close", format!("token = {token} status = {status}"));
+        run(&self.script, "grpc_close");
+    }
     fn on_http_call_response(&mut self, _token: u32, _headers: usize, _body: usize, _trailers: usize) {
         run(&self.script, "callout");
     }
