@@ -86,6 +86,21 @@ pub(crate) struct Stream {
     pub(crate) upstream: UpstreamResponse,
     /// The client sent the body chunked.
     pub(crate) chunked: bool,
+    /// Present when the context is a network (TCP) connection rather than
+    /// an HTTP stream.
+    pub(crate) network: Option<Network>,
+}
+
+/// A network connection's data as the filter sees it.
+#[derive(Debug, Default)]
+pub(crate) struct Network {
+    /// The client's bytes not yet passed on: this callback's chunk, or
+    /// everything since the filter paused.
+    pub(crate) downstream: Vec<u8>,
+    /// The upstream's bytes not yet passed on, likewise.
+    pub(crate) upstream: Vec<u8>,
+    /// The upstream's address once `tcp_proxy` has connected to it.
+    pub(crate) upstream_address: Option<String>,
 }
 
 /// A local response the filter asked for.
@@ -201,9 +216,14 @@ impl HostState {
         }
     }
 
-    /// The stream the current context carries, if it is an HTTP context.
+    /// The stream the current context carries, HTTP or network.
     pub(crate) fn stream(&self) -> Option<&Stream> {
         self.streams.get(&self.context())
+    }
+
+    /// Whether the current context is a network (TCP) connection.
+    pub(crate) fn in_network(&self) -> bool {
+        self.stream().is_some_and(|stream| stream.network.is_some())
     }
 
     pub(crate) fn stream_mut(&mut self) -> Option<&mut Stream> {
@@ -251,6 +271,9 @@ impl HostState {
             if let Some(value) = stream.filter_state.get(&dotted) {
                 return Ok(value.clone());
             }
+            if let Some(network) = &stream.network {
+                return self.network_property(stream, network, &parts);
+            }
         }
         let view = PropertyView {
             plugin_name: &self.info.name,
@@ -268,6 +291,24 @@ impl HostState {
             }),
         };
         self.info.profile.property(&view, &parts)
+    }
+
+    /// A property of a network connection, as Envoy computes it there.
+    fn network_property(
+        &self,
+        stream: &Stream,
+        network: &Network,
+        parts: &[&[u8]],
+    ) -> Result<Vec<u8>, crate::abi::Status> {
+        let view = crate::profile::NetworkView {
+            plugin_name: &self.info.name,
+            root_id: &self.info.root_id,
+            vm_id: &self.info.vm_id,
+            connection: &stream.connection,
+            start_ns: stream.start_ns,
+            upstream_address: network.upstream_address.as_deref(),
+        };
+        self.info.profile.network_property(&view, parts)
     }
 
     /// A deterministic stream of random bytes, so runs repeat exactly.

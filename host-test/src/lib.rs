@@ -16,7 +16,8 @@
 //! - `vm` holds one `Store` per VM and calls the filter's `proxy_on_*`
 //!   exports; [`host`] is the state the host functions work on.
 //! - [`plugin`] runs streams through the VMs, delivering callouts, ticks
-//!   and queue notifications; [`world`] is what the VMs share.
+//!   and queue notifications, and [`plugin::connection`] network (TCP)
+//!   connections; [`world`] is what the VMs share.
 //! - [`profile`] keeps everything Envoy-specific in one place.
 //! - [`exchange`] and [`transcript`] are the test API: the outcome of a
 //!   request, assertions, and the record of every call.
@@ -48,6 +49,10 @@ pub use error::{Error, ErrorKind, Result};
 pub use exchange::Exchange;
 pub use host::CalloutAnswer;
 pub use outcome::{Disposition, Forwarded, LogLine, Outcome};
+pub use plugin::connection::{
+    CloseReason, Closed, Closer, ConnectionId, Conversation, Received, Step, TcpOutcome,
+    TcpUpstream, UpstreamScript,
+};
 pub use plugin::{FailurePolicy, Plugin, PluginBuilder, StreamId};
 pub use profile::Profile;
 pub use request::{Connection, Headers, PeerCertificate, Request, Tls, UpstreamResponse};

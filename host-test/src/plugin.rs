@@ -8,6 +8,8 @@
 //! jumping the clock to the next timer, until the filter resumes it,
 //! answers it, or nothing is left that could.
 
+pub mod connection;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -195,6 +197,7 @@ impl PluginBuilder {
             runs: BTreeMap::new(),
             logs,
             transcript,
+            links: connection::Links::new(),
         })
     }
 }
@@ -251,6 +254,8 @@ pub struct Plugin {
     runs: BTreeMap<StreamId, Run>,
     logs: Vec<LogLine>,
     transcript: Transcript,
+    /// Open network connections.
+    links: connection::Links,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -507,6 +512,9 @@ impl Plugin {
             if !self.pump(target) {
                 break;
             }
+            // A tick may have resumed a network connection.
+            self.collect_background();
+            self.settle_links();
         }
         self.world.set_now_ns(target.max(self.world.now_ns()));
         self.collect_background();

@@ -1,4 +1,5 @@
-//! Byte buffers: bodies, a callout's response body, and the configuration.
+//! Byte buffers: bodies, a network connection's data in either direction,
+//! a callout's response body, and the configuration.
 //!
 //! Reads are clamped to the buffer as Envoy clamps them, and a read of
 //! nothing returns `Ok` without touching the guest's pointers. Writes
@@ -35,12 +36,29 @@ fn buffer(state: &HostState, kind: BufferType) -> Result<Vec<u8>, Status> {
             .ok_or(Status::NotFound)?
             .body
             .clone()),
+        BufferType::DownstreamData | BufferType::UpstreamData => {
+            network_buffer(state, kind).cloned()
+        }
         BufferType::VmConfiguration => Ok(state.info.vm_configuration.clone()),
         BufferType::PluginConfiguration if state.configuring == Some(kind) => {
             Ok(state.info.configuration.clone())
         }
         _ => Err(Status::NotFound),
     }
+}
+
+/// A network connection's downstream or upstream data. Envoy answers
+/// `Ok` with no bytes outside the direction's callback, and `NotFound` in
+/// an HTTP stream or on a root context.
+fn network_buffer(state: &HostState, kind: BufferType) -> Result<&Vec<u8>, Status> {
+    let network = state
+        .stream()
+        .and_then(|stream| stream.network.as_ref())
+        .ok_or(Status::NotFound)?;
+    Ok(match kind {
+        BufferType::UpstreamData => &network.upstream,
+        _ => &network.downstream,
+    })
 }
 
 fn buffer_name(code: i32) -> String {
@@ -142,6 +160,16 @@ fn set(
     let target = match kind {
         BufferType::RequestBody => &mut state.stream_mut().ok_or(Status::NotFound)?.request_body,
         BufferType::ResponseBody => &mut state.stream_mut().ok_or(Status::NotFound)?.response_body,
+        BufferType::DownstreamData | BufferType::UpstreamData => {
+            let network = state
+                .stream_mut()
+                .and_then(|stream| stream.network.as_mut())
+                .ok_or(Status::NotFound)?;
+            match kind {
+                BufferType::UpstreamData => &mut network.upstream,
+                _ => &mut network.downstream,
+            }
+        }
         BufferType::CallResponseBody
         | BufferType::VmConfiguration
         | BufferType::PluginConfiguration => {

@@ -26,6 +26,13 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 }
 
 fn map(state: &HostState, map_type: MapType) -> Option<&Pairs> {
+    let http = !matches!(
+        map_type,
+        MapType::CallResponseHeaders | MapType::CallResponseTrailers
+    );
+    if http && state.in_network() {
+        return None;
+    }
     match map_type {
         MapType::CallResponseHeaders => state.call_response.as_ref()?.headers.as_ref(),
         MapType::CallResponseTrailers => state.call_response.as_ref()?.trailers.as_ref(),
@@ -38,6 +45,13 @@ fn map(state: &HostState, map_type: MapType) -> Option<&Pairs> {
 }
 
 fn map_mut(state: &mut HostState, map_type: MapType) -> Option<&mut Pairs> {
+    let http = !matches!(
+        map_type,
+        MapType::CallResponseHeaders | MapType::CallResponseTrailers
+    );
+    if http && state.in_network() {
+        return None;
+    }
     match map_type {
         MapType::CallResponseHeaders => state.call_response.as_mut()?.headers.as_mut(),
         MapType::CallResponseTrailers => state.call_response.as_mut()?.trailers.as_mut(),

@@ -39,6 +39,9 @@ fn proxy_continue_stream(linker: &mut Linker<HostState>) -> wasmtime::Result<()>
         "proxy_continue_stream",
         |mut caller: Caller<'_, HostState>, kind: i32| -> i32 {
             let result = match StreamType::from_code(kind) {
+                Some(direction) if caller.data().in_network() => {
+                    continue_network(caller.data_mut(), direction)
+                }
                 Some(direction @ (StreamType::Request | StreamType::Response)) => {
                     resume(caller.data_mut(), direction);
                     Ok(())
@@ -54,6 +57,34 @@ fn proxy_continue_stream(linker: &mut Linker<HostState>) -> wasmtime::Result<()>
         },
     )?;
     Ok(())
+}
+
+/// `proxy_continue_stream` on a network connection, as Envoy answers it:
+/// the downstream resumes reading (what the filter held goes on), the
+/// upstream direction cannot be resumed (`Unimplemented`), and the HTTP
+/// directions succeed without effect.
+fn continue_network(state: &mut HostState, direction: StreamType) -> Result<(), Status> {
+    match direction {
+        StreamType::Downstream => {
+            if let Some(stream) = state.stream_mut() {
+                stream.resume = Some(direction);
+            }
+            Ok(())
+        }
+        StreamType::Upstream => Err(Status::Unimplemented),
+        StreamType::Request | StreamType::Response => Ok(()),
+    }
+}
+
+/// `proxy_close_stream` on a network connection: closing either direction
+/// closes the client's connection (and with it the upstream's), as Envoy
+/// does; the HTTP directions succeed without effect.
+fn close_network(state: &mut HostState, direction: StreamType) {
+    if matches!(direction, StreamType::Downstream | StreamType::Upstream)
+        && let Some(stream) = state.stream_mut()
+    {
+        stream.close = true;
+    }
 }
 
 /// The ABI 0.2.0 spelling of `proxy_continue_stream(request)`.
@@ -96,6 +127,10 @@ fn proxy_close_stream(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_close_stream",
         |mut caller: Caller<'_, HostState>, kind: i32| -> i32 {
             let result = match StreamType::from_code(kind) {
+                Some(direction) if caller.data().in_network() => {
+                    close_network(caller.data_mut(), direction);
+                    Ok(())
+                }
                 Some(StreamType::Request | StreamType::Response) => {
                     if let Some(stream) = caller.data_mut().stream_mut() {
                         stream.close = true;
