@@ -99,6 +99,12 @@ pub(crate) struct Network {
     pub(crate) downstream: Vec<u8>,
     /// The upstream's bytes not yet passed on, likewise.
     pub(crate) upstream: Vec<u8>,
+    /// Whether Envoy holds the downstream buffer for the filter: during
+    /// the direction's callback, and after it paused. Otherwise the buffer
+    /// reads as empty and cannot be written.
+    pub(crate) downstream_live: bool,
+    /// The same for the upstream buffer.
+    pub(crate) upstream_live: bool,
     /// The upstream's address once `tcp_proxy` has connected to it.
     pub(crate) upstream_address: Option<String>,
 }
@@ -268,11 +274,11 @@ impl HostState {
             if let Some(value) = stream.overrides.get(&dotted) {
                 return Ok(value.clone());
             }
-            if let Some(value) = stream.filter_state.get(&dotted) {
-                return Ok(value.clone());
-            }
             if let Some(network) = &stream.network {
                 return self.network_property(stream, network, &parts);
+            }
+            if let Some(value) = stream.filter_state.get(&dotted) {
+                return Ok(value.clone());
             }
         }
         let view = PropertyView {
@@ -293,7 +299,9 @@ impl HostState {
         self.info.profile.property(&view, &parts)
     }
 
-    /// A property of a network connection, as Envoy computes it there.
+    /// A property of a network connection, as Envoy computes it there. What
+    /// the filter set with `proxy_set_property` does not read back in
+    /// Envoy's network filter, and does not here.
     fn network_property(
         &self,
         stream: &Stream,

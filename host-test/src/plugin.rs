@@ -197,7 +197,7 @@ impl PluginBuilder {
             runs: BTreeMap::new(),
             logs,
             transcript,
-            links: connection::Links::new(),
+            links: connection::Links::default(),
         })
     }
 }

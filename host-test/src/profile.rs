@@ -345,7 +345,7 @@ impl Profile {
     /// empty rather than absent without TLS; `upstream.address` and
     /// `upstream.port` once `tcp_proxy` has connected; and of the request
     /// and response that do not exist, only `request.time`, sizes of 0 and
-    /// empty header maps. Every other `request.*` and `response.*` is
+    /// empty header and trailer maps. Every other `request.*` and `response.*` is
     /// `NotFound`.
     pub(crate) fn network_property(
         &self,
@@ -360,7 +360,9 @@ impl Profile {
         let value = match (*first, field) {
             (b"request", Some("time")) => Value::Int(i64::try_from(view.start_ns).unwrap_or(0)),
             (b"request" | b"response", Some("size")) => Value::Int(0),
-            (b"request" | b"response", Some("headers")) => return Ok(EMPTY_MAP.to_vec()),
+            (b"request" | b"response", Some("headers")) | (b"response", Some("trailers")) => {
+                return Ok(EMPTY_MAP.to_vec());
+            }
             (b"request" | b"response", _) => return Err(Status::NotFound),
             (b"upstream", Some(field)) => {
                 let address = view.upstream_address.ok_or(Status::NotFound)?;

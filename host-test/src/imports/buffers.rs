@@ -37,7 +37,8 @@ fn buffer(state: &HostState, kind: BufferType) -> Result<Vec<u8>, Status> {
             .body
             .clone()),
         BufferType::DownstreamData | BufferType::UpstreamData => {
-            network_buffer(state, kind).cloned()
+            let (bytes, live) = network_buffer(state, kind)?;
+            Ok(if live { bytes.clone() } else { Vec::new() })
         }
         BufferType::VmConfiguration => Ok(state.info.vm_configuration.clone()),
         BufferType::PluginConfiguration if state.configuring == Some(kind) => {
@@ -47,17 +48,19 @@ fn buffer(state: &HostState, kind: BufferType) -> Result<Vec<u8>, Status> {
     }
 }
 
-/// A network connection's downstream or upstream data. Envoy answers
-/// `Ok` with no bytes outside the direction's callback, and `NotFound` in
-/// an HTTP stream or on a root context.
-fn network_buffer(state: &HostState, kind: BufferType) -> Result<&Vec<u8>, Status> {
+/// A network connection's downstream or upstream data, and whether Envoy
+/// holds it for the filter now (in the direction's callback, or paused).
+/// Outside that it reads as `Ok` with no bytes and writes are
+/// `BadArgument`; in an HTTP stream or on a root context it is
+/// `NotFound`.
+fn network_buffer(state: &HostState, kind: BufferType) -> Result<(&Vec<u8>, bool), Status> {
     let network = state
         .stream()
         .and_then(|stream| stream.network.as_ref())
         .ok_or(Status::NotFound)?;
     Ok(match kind {
-        BufferType::UpstreamData => &network.upstream,
-        _ => &network.downstream,
+        BufferType::UpstreamData => (&network.upstream, network.upstream_live),
+        _ => (&network.downstream, network.downstream_live),
     })
 }
 
@@ -165,10 +168,14 @@ fn set(
                 .stream_mut()
                 .and_then(|stream| stream.network.as_mut())
                 .ok_or(Status::NotFound)?;
-            match kind {
-                BufferType::UpstreamData => &mut network.upstream,
-                _ => &mut network.downstream,
+            let (target, live) = match kind {
+                BufferType::UpstreamData => (&mut network.upstream, network.upstream_live),
+                _ => (&mut network.downstream, network.downstream_live),
+            };
+            if !live {
+                return Err(Status::BadArgument);
             }
+            target
         }
         BufferType::CallResponseBody
         | BufferType::VmConfiguration

@@ -46,6 +46,9 @@ enum Op {
     SetProperty { path: Vec<String>, value: String },
     /// The callback returns `StopIteration`.
     Pause,
+    /// The callback returns `StopIteration` unless the data of its
+    /// direction holds `needle`.
+    PauseUntil { needle: String },
     /// `proxy_continue_stream` for `downstream`, `upstream`, `request` or
     /// `response`.
     Resume { which: String },
@@ -312,6 +315,13 @@ fn apply(cb: &str, op: &Op) -> bool {
             info(cb, format!("set_property {} = {}", path.join("."), status(code)));
         }
         Op::Pause => return true,
+        Op::PauseUntil { needle } => {
+            let buffer = if cb == "upstream_data" { "upstream" } else { "downstream" };
+            let held = read_buffer(buffer, 0, u32::MAX >> 1);
+            let pause = !held.contains(needle.as_str());
+            info(cb, format!("pause_until {needle:?} = {pause}"));
+            return pause;
+        }
         Op::Resume { which } => {
             // SAFETY: no pointers.
             let code = unsafe { raw::proxy_continue_stream(stream_code(which)) };
