@@ -641,7 +641,7 @@ impl Plugin {
                     std::mem::take(&mut network.downstream)
                 })
                 .unwrap_or_default();
-            self.to_upstream(id, link, bytes, link.downstream_end);
+            self.upstream_receives(id, link, bytes, link.downstream_end);
         }
     }
 
@@ -702,7 +702,7 @@ impl Plugin {
     fn downstream(&mut self, id: ConnectionId, link: &mut Link, bytes: Vec<u8>, end: bool) {
         if !self.filter_ready(id, link) {
             if link.bypassed {
-                self.to_upstream(id, link, bytes, end);
+                self.upstream_receives(id, link, bytes, end);
             }
             return;
         }
@@ -737,7 +737,7 @@ impl Plugin {
                         std::mem::take(&mut network.downstream)
                     })
                     .unwrap_or_default();
-                self.to_upstream(id, link, passed, end);
+                self.upstream_receives(id, link, passed, end);
             }
         }
     }
@@ -745,7 +745,7 @@ impl Plugin {
     /// Bytes the filter let through reach the upstream, which answers. An
     /// answer the upstream sends with its own end of stream reaches the
     /// filter in one call, as Envoy reads them together.
-    fn to_upstream(&mut self, id: ConnectionId, link: &mut Link, bytes: Vec<u8>, end: bool) {
+    fn upstream_receives(&mut self, id: ConnectionId, link: &mut Link, bytes: Vec<u8>, end: bool) {
         if !link.connected || link.outcome.closed.is_some() {
             return;
         }
@@ -775,7 +775,7 @@ impl Plugin {
         if end {
             self.upstream_end(id, link, answer);
         } else if !answer.is_empty() {
-            self.from_upstream(id, link, answer);
+            self.upstream_sends(id, link, answer);
         }
     }
 
@@ -796,12 +796,12 @@ impl Plugin {
             network.upstream_address = Some(address);
         }
         if let UpstreamScript::Greet(greeting) = link.upstream.script.clone() {
-            self.from_upstream(id, link, greeting.into_bytes());
+            self.upstream_sends(id, link, greeting.into_bytes());
         }
     }
 
     /// The upstream's bytes reach the filter on their way to the client.
-    fn from_upstream(&mut self, id: ConnectionId, link: &mut Link, bytes: Vec<u8>) {
+    fn upstream_sends(&mut self, id: ConnectionId, link: &mut Link, bytes: Vec<u8>) {
         if !self.filter_ready(id, link) {
             if link.bypassed {
                 link.outcome.client_received.push_str(&text(&bytes));
