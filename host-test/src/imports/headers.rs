@@ -3,8 +3,8 @@
 //! Names are lowercased on the way in, as Envoy's header maps do, and
 //! pseudo-headers stay ahead of the others. A map that does not exist at
 //! this point of the stream (response headers during the request, trailers
-//! the client did not send, a callout's headers outside its callback)
-//! gives `BadArgument`, Envoy's answer.
+//! the client did not send, a callout's headers outside its callback, any
+//! HTTP map on a network connection) gives `BadArgument`, Envoy's answer.
 
 use wasmtime::{Caller, Linker};
 

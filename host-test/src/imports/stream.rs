@@ -3,7 +3,9 @@
 //!
 //! Like Envoy, the host acts on these after the guest's callback returns:
 //! a `proxy_continue_stream` inside a callout's callback resumes the
-//! stream once that callback is done.
+//! stream once that callback is done. On a network connection the
+//! directions are the downstream and the upstream; see
+//! `continue_network` and `close_network`.
 
 use wasmtime::{Caller, Linker};
 
