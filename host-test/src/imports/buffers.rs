@@ -1,8 +1,10 @@
 //! Byte buffers: bodies, a network connection's data in either direction,
 //! a callout's response body, and the configuration.
 //!
-//! Reads are clamped to the buffer as Envoy clamps them, and a read of
-//! nothing returns `Ok` without touching the guest's pointers. Writes
+//! Reads are clamped to the buffer as Envoy clamps them. A read of nothing
+//! returns `Ok`: for bodies without touching the guest's pointers, for
+//! network data after writing a null pointer and a zero size to them (so
+//! pointers outside memory fail there). Writes
 //! follow Envoy's three cases: replace the whole buffer (`start` 0, `size`
 //! at least the length), prepend (`start` 0, `size` 0) or append (`start`
 //! at or past the end); anything else is `BadArgument`.
@@ -83,7 +85,17 @@ fn proxy_get_buffer_bytes(linker: &mut Linker<HostState>) -> wasmtime::Result<()
                 .ok_or(Status::BadArgument)
                 .and_then(|kind| buffer(caller.data(), kind))
                 .and_then(|bytes| clamp(&bytes, start, max));
+            let network = matches!(
+                BufferType::from_code(kind),
+                Some(BufferType::DownstreamData | BufferType::UpstreamData)
+            );
             let result = match &slice {
+                // Envoy answers a read of no network data by writing a null
+                // pointer and a zero size, so bad pointers still fail.
+                Ok(bytes) if bytes.is_empty() && network => {
+                    memory::write_u32(&mut caller, ptr_ptr, 0)
+                        .and_then(|()| memory::write_u32(&mut caller, size_ptr, 0))
+                }
                 Ok(bytes) if bytes.is_empty() => Ok(()),
                 Ok(bytes) => memory::hand_over(&mut caller, bytes, ptr_ptr, size_ptr)?,
                 Err(status) => Err(*status),

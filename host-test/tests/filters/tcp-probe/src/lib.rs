@@ -71,6 +71,9 @@ enum Op {
     MetricGet { name: String },
     /// Sets the root context's tick period.
     TickPeriod { ms: u64 },
+    /// Calls the network host functions with arguments no SDK would pass
+    /// (pointers outside memory, unknown types) and logs each status.
+    Abuse,
     /// Panics, which traps the VM.
     Panic { msg: String },
     /// Panics when the downstream data contains `needle`.
@@ -138,6 +141,43 @@ mod raw {
             headers_size: usize,
             grpc_status: i32,
         ) -> u32;
+    }
+}
+
+/// An address past the end of any linear memory the probe will have.
+const WILD: usize = 0xfff0_0000;
+
+fn abuse(cb: &str) {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    let wild = WILD as *mut u8;
+    let path = b"source\0address";
+    // SAFETY: the host checks every pointer; the probe only ever reads
+    // the two locals it passes by reference.
+    let results = unsafe {
+        [
+            (
+                "downstream data into pointers outside memory",
+                raw::proxy_get_buffer_bytes(2, 0, 16, wild.cast(), wild.add(8).cast()),
+            ),
+            (
+                "downstream data from outside memory",
+                raw::proxy_set_buffer_bytes(2, 0, 0, wild, 4),
+            ),
+            (
+                "buffer of an unknown type",
+                raw::proxy_get_buffer_bytes(42, 0, 16, &mut data, &mut size),
+            ),
+            (
+                "property into pointers outside memory",
+                raw::proxy_get_property(path.as_ptr(), path.len(), wild.cast(), wild.add(8).cast()),
+            ),
+            ("continue an unknown stream type", raw::proxy_continue_stream(42)),
+            ("close an unknown stream type", raw::proxy_close_stream(42)),
+        ]
+    };
+    for (what, code) in results {
+        info(cb, format!("abuse: {what} = {}", status(code)));
     }
 }
 
@@ -408,6 +448,7 @@ fn apply(cb: &str, op: &Op) -> bool {
             let result = hostcalls::set_tick_period(Duration::from_millis(*ms));
             info(cb, format!("tick_period {ms} = {result:?}"));
         }
+        Op::Abuse => abuse(cb),
         Op::Panic { msg } => panic!("{msg}"),
         Op::PanicIfData { needle } => {
             let mut data: *mut u8 = std::ptr::null_mut();
