@@ -324,28 +324,50 @@ impl Client {
     }
 }
 
+/// Held while a scenario picks its ports and starts Envoy: the upstream's
+/// port and Envoy's (found free, then bound by Envoy) must not cross
+/// between the two scenarios that run at once.
+static STARTING: Mutex<()> = Mutex::new(());
+
+/// Starts the scenario's upstream and Envoy; a port taken by another
+/// process between being found free and being bound is tried again.
+fn start(wasm: &Path, template: &Path, scenario: &Scenario) -> (Upstream, Envoy) {
+    let _starting = STARTING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut last_error = String::new();
+    for _ in 0..3 {
+        let upstream = Upstream::start(&scenario.upstream);
+        let text = std::fs::read_to_string(template)
+            .unwrap()
+            .replace("@TCP_UPSTREAM_PORT@", &upstream.port.to_string())
+            .replace("@FAILURE_POLICY@", policy(scenario).0);
+        let rendered = template.with_file_name(format!(
+            "tcp-envoy-{}-{}.yaml",
+            std::process::id(),
+            upstream.port
+        ));
+        std::fs::write(&rendered, text).unwrap();
+        // One worker, as in the harness: which worker takes a connection
+        // is Envoy's choice, and a failed VM is per worker.
+        let options = Options {
+            template: Some(&rendered),
+            workers: Some(1),
+            ..Options::default()
+        };
+        let started = Envoy::start_with(&scenario.config.to_string(), wasm, &options);
+        let _ = std::fs::remove_file(&rendered);
+        match started {
+            Ok(envoy) => return (upstream, envoy),
+            Err(e) if e.0.contains("Address already in use") => last_error = e.0,
+            Err(e) => panic!("{}: {e}", scenario.name),
+        }
+    }
+    panic!("{}: {last_error}", scenario.name)
+}
+
 fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
-    let upstream = Upstream::start(&scenario.upstream);
-    let text = std::fs::read_to_string(template)
-        .unwrap()
-        .replace("@TCP_UPSTREAM_PORT@", &upstream.port.to_string())
-        .replace("@FAILURE_POLICY@", policy(scenario).0);
-    let rendered = template.with_file_name(format!(
-        "tcp-envoy-{}-{}.yaml",
-        std::process::id(),
-        upstream.port
-    ));
-    std::fs::write(&rendered, text).unwrap();
-    // One worker, as in the harness: which worker takes a connection is
-    // Envoy's choice, and a failed VM is per worker.
-    let options = Options {
-        template: Some(&rendered),
-        workers: Some(1),
-        ..Options::default()
-    };
-    let envoy = Envoy::start_with(&scenario.config.to_string(), wasm, &options)
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
-    let _ = std::fs::remove_file(&rendered);
+    let (upstream, envoy) = start(wasm, template, scenario);
     let mut observed = Observed::default();
     let connections = std::iter::once(&scenario.steps).chain(scenario.then.as_ref());
     for steps in connections {
