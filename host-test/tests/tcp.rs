@@ -436,3 +436,25 @@ fn steps_and_upstreams_read_from_yaml() {
         TcpUpstream::new(UpstreamScript::Greet("hello".into())).at("10.0.0.2:80")
     );
 }
+
+#[test]
+fn bad_arguments_get_statuses_not_crashes() {
+    let filter = filter();
+    let config = r#"{"downstream_data": [{"op": "abuse"}]}"#;
+    let mut plugin = plugin(&filter, config).start().unwrap();
+    plugin
+        .converse(Connection::default(), echo(), &[send("x")])
+        .unwrap()
+        .assert_client_received("x")
+        .assert_logs(&[
+            "[info] new_connection: opened",
+            "[info] downstream_data: size = 1 end_of_stream = false",
+            "[info] downstream_data: abuse: downstream data into pointers outside memory = InvalidMemoryAccess",
+            "[info] downstream_data: abuse: downstream data from outside memory = InvalidMemoryAccess",
+            "[info] downstream_data: abuse: buffer of an unknown type = BadArgument",
+            "[info] downstream_data: abuse: property into pointers outside memory = InvalidMemoryAccess",
+            "[info] downstream_data: abuse: continue an unknown stream type = BadArgument",
+            "[info] downstream_data: abuse: close an unknown stream type = BadArgument",
+            "[info] upstream_data: size = 1 end_of_stream = false",
+        ]);
+}
