@@ -743,8 +743,9 @@ impl Plugin {
     }
 
     /// Bytes the filter let through reach the upstream, which answers. An
-    /// answer the upstream sends with its own end of stream reaches the
-    /// filter in one call, as Envoy reads them together.
+    /// answer to bytes that came with the client's end of stream goes out
+    /// with the upstream's own end, and reaches the filter in one call, as
+    /// Envoy mostly (not always) reads them.
     fn upstream_receives(&mut self, id: ConnectionId, link: &mut Link, bytes: Vec<u8>, end: bool) {
         if !link.connected || link.outcome.closed.is_some() {
             return;
