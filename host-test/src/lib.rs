@@ -2,7 +2,8 @@
 //!
 //! The harness loads any proxy-wasm module (ABI 0.2.1, and 0.2.0), starts
 //! it in one VM per worker the way Envoy 1.40 does, and sends requests
-//! through it. Every host call the Rust SDK imports is implemented with
+//! through it, or opens network (TCP) connections through it as Envoy's
+//! network filter in front of `tcp_proxy`. Every host call the Rust SDK imports is implemented with
 //! Envoy's semantics: header and trailer maps with pseudo-headers, bodies,
 //! properties, local responses, pausing and resuming, HTTP callouts to
 //! scripted upstreams, ticks on a controllable clock, shared data and
