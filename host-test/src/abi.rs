@@ -203,9 +203,9 @@ pub enum BufferType {
     RequestBody,
     /// The response body seen so far.
     ResponseBody,
-    /// Downstream TCP data (network filters; not supported).
+    /// Downstream TCP data: the client's bytes, for network filters.
     DownstreamData,
-    /// Upstream TCP data (network filters; not supported).
+    /// Upstream TCP data: the upstream's bytes, for network filters.
     UpstreamData,
     /// The body of the response to an HTTP callout.
     CallResponseBody,
@@ -260,9 +260,9 @@ pub enum StreamType {
     Request,
     /// The response flowing to the client.
     Response,
-    /// Downstream TCP (not supported).
+    /// Downstream TCP: the client's side of a network connection.
     Downstream,
-    /// Upstream TCP (not supported).
+    /// Upstream TCP: the upstream's side of a network connection.
     Upstream,
 }
 

@@ -247,6 +247,12 @@ impl Envoy {
         Ok(envoy)
     }
 
+    /// The port of the template's main listener (`@LISTEN_PORT@`), for
+    /// clients that speak something other than HTTP/1.1 to it.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Sends one request and reads the whole response.
     ///
     /// # Errors

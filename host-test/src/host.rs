@@ -88,6 +88,27 @@ pub(crate) struct Stream {
     pub(crate) chunked: bool,
     /// How far the stream has come, for the properties that depend on it.
     pub(crate) progress: Progress,
+    /// Present when the context is a network (TCP) connection rather than
+    /// an HTTP stream.
+    pub(crate) network: Option<Network>,
+}
+
+/// A network connection's data as the filter sees it.
+#[derive(Debug, Default)]
+pub(crate) struct Network {
+    /// The client's bytes not yet passed on: this callback's chunk, or
+    /// everything since the filter paused.
+    pub(crate) downstream: Vec<u8>,
+    /// The upstream's bytes not yet passed on, likewise.
+    pub(crate) upstream: Vec<u8>,
+    /// Whether Envoy holds the downstream buffer for the filter: during
+    /// the direction's callback, and after it paused. Otherwise the buffer
+    /// reads as empty and cannot be written.
+    pub(crate) downstream_live: bool,
+    /// The same for the upstream buffer.
+    pub(crate) upstream_live: bool,
+    /// The upstream's address once `tcp_proxy` has connected to it.
+    pub(crate) upstream_address: Option<String>,
 }
 
 /// A local response the filter asked for.
@@ -225,9 +246,14 @@ impl HostState {
         }
     }
 
-    /// The stream the current context carries, if it is an HTTP context.
+    /// The stream the current context carries, HTTP or network.
     pub(crate) fn stream(&self) -> Option<&Stream> {
         self.streams.get(&self.context())
+    }
+
+    /// Whether the current context is a network (TCP) connection.
+    pub(crate) fn in_network(&self) -> bool {
+        self.stream().is_some_and(|stream| stream.network.is_some())
     }
 
     pub(crate) fn stream_mut(&mut self) -> Option<&mut Stream> {
@@ -272,6 +298,9 @@ impl HostState {
             if let Some(value) = stream.overrides.get(&dotted) {
                 return Ok(value.clone());
             }
+            if let Some(network) = &stream.network {
+                return self.network_property(stream, network, &parts);
+            }
             if let Some(value) = stream.filter_state.get(&dotted) {
                 return Ok(value.clone());
             }
@@ -292,6 +321,26 @@ impl HostState {
             }),
         };
         self.info.profile.property(&view, &parts)
+    }
+
+    /// A property of a network connection, as Envoy computes it there. What
+    /// the filter set with `proxy_set_property` does not read back in
+    /// Envoy's network filter, and does not here.
+    fn network_property(
+        &self,
+        stream: &Stream,
+        network: &Network,
+        parts: &[&[u8]],
+    ) -> Result<Vec<u8>, crate::abi::Status> {
+        let view = crate::profile::NetworkView {
+            plugin_name: &self.info.name,
+            root_id: &self.info.root_id,
+            vm_id: &self.info.vm_id,
+            connection: &stream.connection,
+            start_ns: stream.start_ns,
+            upstream_address: network.upstream_address.as_deref(),
+        };
+        self.info.profile.network_property(&view, parts)
     }
 
     /// A deterministic stream of random bytes, so runs repeat exactly.

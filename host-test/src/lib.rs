@@ -2,13 +2,15 @@
 //!
 //! The harness loads any proxy-wasm module (ABI 0.2.1, and 0.2.0), starts
 //! its VMs the way Envoy 1.40 does (a configuration canary, the main
-//! thread's VM, one VM per worker), and sends requests
-//! through it. Every host call the Rust SDK imports is implemented with
-//! Envoy's semantics: header and trailer maps with pseudo-headers, bodies,
-//! properties, local responses, pausing and resuming, HTTP callouts and
-//! gRPC calls and streams to scripted upstreams, ticks on a controllable
-//! clock, shared data and queues across VMs, metrics, and logs by level. A trap fails the VM and
-//! the request the way Envoy fails it.
+//! thread's VM, one VM per worker), and sends requests through it, or
+//! opens network (TCP) connections through it as Envoy's network filter in
+//! front of `tcp_proxy`. Every host call the Rust SDK imports is
+//! implemented with Envoy's semantics: header and trailer maps with
+//! pseudo-headers, bodies, properties, local responses, pausing and
+//! resuming, HTTP callouts and gRPC calls and streams to scripted
+//! upstreams, ticks on a controllable clock, shared data and queues across
+//! VMs, metrics, and logs by level. A trap fails the VM and the request
+//! the way Envoy fails it.
 //!
 //! The data path through the crate:
 //!
@@ -17,8 +19,9 @@
 //! - `vm` holds one `Store` per VM and calls the filter's `proxy_on_*`
 //!   exports; [`host`] is the state the host functions work on.
 //! - [`plugin`] runs streams through the VMs, delivering callouts, gRPC
-//!   events, ticks and queue notifications; [`world`] is what the VMs
-//!   share; [`grpc`] runs gRPC calls and streams to scripted upstreams.
+//!   events, ticks and queue notifications, and [`plugin::connection`]
+//!   network (TCP) connections; [`world`] is what the VMs share; [`grpc`]
+//!   runs gRPC calls and streams to scripted upstreams.
 //! - [`profile`] keeps everything Envoy-specific in one place.
 //! - [`exchange`] and [`transcript`] are the test API: the outcome of a
 //!   request, assertions, and the record of every call.
@@ -52,6 +55,10 @@ pub use exchange::Exchange;
 pub use grpc::{GrpcAnswer, GrpcRecord, GrpcResponse};
 pub use host::CalloutAnswer;
 pub use outcome::{Disposition, Forwarded, LogLine, Outcome};
+pub use plugin::connection::{
+    CloseReason, Closed, Closer, ConnectionId, Conversation, Received, Step, TcpOutcome,
+    TcpUpstream, UpstreamScript,
+};
 pub use plugin::{FailurePolicy, Plugin, PluginBuilder, StreamId};
 pub use profile::Profile;
 pub use request::{Connection, Headers, PeerCertificate, Request, Tls, UpstreamResponse};

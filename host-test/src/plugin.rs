@@ -10,6 +10,8 @@
 //! jumping the clock to the next timer, until the filter resumes it,
 //! answers it, or nothing is left that could.
 
+pub mod connection;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -213,6 +215,7 @@ impl PluginBuilder {
             runs: BTreeMap::new(),
             logs,
             transcript,
+            links: connection::Links::default(),
         })
     }
 }
@@ -271,6 +274,8 @@ pub struct Plugin {
     runs: BTreeMap<StreamId, Run>,
     logs: Vec<LogLine>,
     transcript: Transcript,
+    /// Open network connections.
+    links: connection::Links,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -596,6 +601,9 @@ impl Plugin {
             if !self.pump(target) {
                 break;
             }
+            // A tick may have resumed a network connection.
+            self.collect_background();
+            self.settle_links();
         }
         self.world.set_now_ns(target.max(self.world.now_ns()));
         self.collect_background();

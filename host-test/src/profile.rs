@@ -7,6 +7,8 @@
 //! property is called and how its value is encoded.
 
 use crate::abi::{Pairs, Status, encode_pairs};
+use std::collections::BTreeMap;
+
 use crate::request::{Connection, Request};
 
 mod xds;
@@ -365,6 +367,89 @@ impl Profile {
             return Err(Status::NotFound);
         }
         Ok(value.encode())
+    }
+}
+
+/// The view of a network (TCP) connection that its properties are
+/// computed from.
+#[derive(Debug)]
+pub(crate) struct NetworkView<'a> {
+    pub(crate) plugin_name: &'a str,
+    pub(crate) root_id: &'a str,
+    pub(crate) vm_id: &'a str,
+    pub(crate) connection: &'a Connection,
+    pub(crate) start_ns: u64,
+    pub(crate) upstream_address: Option<&'a str>,
+}
+
+/// An empty map as Envoy encodes one for a property: a zero count.
+const EMPTY_MAP: [u8; 4] = [0; 4];
+
+impl Profile {
+    /// A property as a network filter sees it in Envoy (measured by the
+    /// TCP corpus): the connection's `source.*`, `destination.*` and
+    /// `connection.*` as for HTTP, except that `requested_server_name` is
+    /// empty rather than absent without TLS; `upstream.address` and
+    /// `upstream.port` once `tcp_proxy` has connected; and of the request
+    /// and response that do not exist, only `request.time`, sizes of 0 and
+    /// empty header and trailer maps. Every other `request.*` and `response.*` is
+    /// `NotFound`.
+    pub(crate) fn network_property(
+        &self,
+        view: &NetworkView<'_>,
+        path: &[&[u8]],
+    ) -> Result<Vec<u8>, Status> {
+        let (first, rest) = path.split_first().ok_or(Status::NotFound)?;
+        let field = match rest {
+            [field] => std::str::from_utf8(field).ok(),
+            _ => None,
+        };
+        let value = match (*first, field) {
+            (b"request", Some("time")) => Value::Int(i64::try_from(view.start_ns).unwrap_or(0)),
+            (b"request" | b"response", Some("size")) => Value::Int(0),
+            (b"request" | b"response", Some("headers")) | (b"response", Some("trailers")) => {
+                return Ok(EMPTY_MAP.to_vec());
+            }
+            (b"request" | b"response", _) => return Err(Status::NotFound),
+            (b"upstream", Some(field)) => {
+                let address = view.upstream_address.ok_or(Status::NotFound)?;
+                address_field(address, field).ok_or(Status::NotFound)?
+            }
+            (b"connection", Some("requested_server_name")) => {
+                let tls = view.connection.tls.as_ref();
+                Value::text(tls.and_then(|tls| tls.server_name.as_deref()).unwrap_or(""))
+            }
+            _ => {
+                let (empty, progress, state) = (Vec::new(), Progress::default(), BTreeMap::new());
+                return self.property(&connection_view(view, &empty, &progress, &state), path);
+            }
+        };
+        Ok(value.encode())
+    }
+}
+
+/// The HTTP view of a connection without a request, for the properties
+/// both kinds of context share: no headers seen, nothing forwarded.
+fn connection_view<'a>(
+    view: &NetworkView<'a>,
+    empty: &'a Pairs,
+    progress: &'a Progress,
+    filter_state: &'a BTreeMap<String, Vec<u8>>,
+) -> PropertyView<'a> {
+    PropertyView {
+        plugin_name: view.plugin_name,
+        root_id: view.root_id,
+        vm_id: view.vm_id,
+        stream: Some(StreamView {
+            request_headers: empty,
+            response_headers: None,
+            response_trailers: None,
+            connection: view.connection,
+            start_ns: view.start_ns,
+            response_details: None,
+            progress,
+            filter_state,
+        }),
     }
 }
 

@@ -26,7 +26,8 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// Builds the test filter `name` (a folder under `host-test/tests/filters/`)
-/// and returns the path of its `.wasm`.
+/// and returns the path of its `.wasm` (cargo names it after the library,
+/// with `-` as `_`).
 ///
 /// # Errors
 ///
@@ -61,7 +62,7 @@ pub fn build_filter(name: &str) -> Result<PathBuf> {
     }
     Ok(target
         .join("wasm32-wasip1/release")
-        .join(format!("{name}.wasm")))
+        .join(format!("{}.wasm", name.replace('-', "_"))))
 }
 
 /// The path of `warden.wasm` as `cargo build --target wasm32-wasip1 -p

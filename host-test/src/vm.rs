@@ -41,6 +41,11 @@ struct Exports {
     on_grpc_receive: Export<(i32, i32, i32), ()>,
     on_grpc_receive_trailing_metadata: Export<(i32, i32, i32), ()>,
     on_grpc_close: Export<(i32, i32, i32), ()>,
+    on_new_connection: Export<i32, i32>,
+    on_downstream_data: Export<(i32, i32, i32), i32>,
+    on_upstream_data: Export<(i32, i32, i32), i32>,
+    on_downstream_connection_close: Export<(i32, i32), ()>,
+    on_upstream_connection_close: Export<(i32, i32), ()>,
 }
 
 /// A VM's call into the filter trapped; the VM is now failed.
@@ -122,6 +127,19 @@ impl Vm {
                 "proxy_on_grpc_receive_trailing_metadata",
             )?,
             on_grpc_close: typed(&mut store, &instance, "proxy_on_grpc_close")?,
+            on_new_connection: typed(&mut store, &instance, "proxy_on_new_connection")?,
+            on_downstream_data: typed(&mut store, &instance, "proxy_on_downstream_data")?,
+            on_upstream_data: typed(&mut store, &instance, "proxy_on_upstream_data")?,
+            on_downstream_connection_close: typed(
+                &mut store,
+                &instance,
+                "proxy_on_downstream_connection_close",
+            )?,
+            on_upstream_connection_close: typed(
+                &mut store,
+                &instance,
+                "proxy_on_upstream_connection_close",
+            )?,
         };
         let mut vm = Vm {
             store,
@@ -400,6 +418,96 @@ impl Vm {
         }
         if let Some(f) = self.exports.on_done.clone() {
             self.call_on(id, format!("proxy_on_done({id})"), |s| {
+                f.call(s, id.cast_signed())
+            })?;
+        }
+        if let Some(f) = self.exports.on_delete.clone() {
+            self.call_on(id, format!("proxy_on_delete({id})"), |s| {
+                f.call(s, id.cast_signed())
+            })?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn new_connection(&mut self, id: u32) -> std::result::Result<i32, Trap> {
+        match self.exports.on_new_connection.clone() {
+            Some(f) => self.call_on(id, format!("proxy_on_new_connection({id})"), |s| {
+                f.call(s, id.cast_signed())
+            }),
+            None => Ok(0),
+        }
+    }
+
+    pub(crate) fn downstream_data(
+        &mut self,
+        id: u32,
+        size: usize,
+        end: bool,
+    ) -> std::result::Result<i32, Trap> {
+        let f = self.exports.on_downstream_data.clone();
+        self.stream_call(
+            id,
+            f,
+            format!("proxy_on_downstream_data({id}, {size}, {end})"),
+            size,
+            end,
+        )
+    }
+
+    pub(crate) fn upstream_data(
+        &mut self,
+        id: u32,
+        size: usize,
+        end: bool,
+    ) -> std::result::Result<i32, Trap> {
+        let f = self.exports.on_upstream_data.clone();
+        self.stream_call(
+            id,
+            f,
+            format!("proxy_on_upstream_data({id}, {size}, {end})"),
+            size,
+            end,
+        )
+    }
+
+    /// `proxy_on_downstream_connection_close` or, with `upstream`,
+    /// `proxy_on_upstream_connection_close`; `peer` is the ABI's close
+    /// type (0 unknown, 1 local, 2 remote).
+    pub(crate) fn connection_close(
+        &mut self,
+        id: u32,
+        upstream: bool,
+        peer: u32,
+    ) -> std::result::Result<(), Trap> {
+        let (f, name) = if upstream {
+            (
+                self.exports.on_upstream_connection_close.clone(),
+                "proxy_on_upstream_connection_close",
+            )
+        } else {
+            (
+                self.exports.on_downstream_connection_close.clone(),
+                "proxy_on_downstream_connection_close",
+            )
+        };
+        match f {
+            Some(f) => self.call_on(id, format!("{name}({id}, {peer})"), |s| {
+                f.call(s, (id.cast_signed(), peer.cast_signed()))
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends a context as Envoy ends a network connection's:
+    /// `proxy_on_done`, then `proxy_on_log`, then `proxy_on_delete`.
+    pub(crate) fn finish_connection(&mut self, id: u32) -> std::result::Result<(), Trap> {
+        if let Some(f) = self.exports.on_done.clone() {
+            self.call_on(id, format!("proxy_on_done({id})"), |s| {
+                f.call(s, id.cast_signed())
+            })?;
+        }
+        if let Some(f) = self.exports.on_log.clone() {
+            self.call_on(id, format!("proxy_on_log({id})"), |s| {
                 f.call(s, id.cast_signed())
             })?;
         }

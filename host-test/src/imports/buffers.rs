@@ -1,8 +1,11 @@
-//! Byte buffers: bodies, a callout's response body, a received gRPC
-//! message, and the configuration.
+//! Byte buffers: bodies, a network connection's data in either direction,
+//! a callout's response body, a received gRPC message, and the
+//! configuration.
 //!
-//! Reads are clamped to the buffer as Envoy clamps them, and a read of
-//! nothing returns `Ok` without touching the guest's pointers. Writes
+//! Reads are clamped to the buffer as Envoy clamps them. A read of nothing
+//! returns `Ok`: for bodies without touching the guest's pointers, for
+//! network data after writing a null pointer and a zero size to them (so
+//! pointers outside memory fail there). Writes
 //! follow Envoy's three cases: replace the whole buffer (`start` 0, `size`
 //! at least the length), prepend (`start` 0, `size` 0) or append (`start`
 //! at or past the end); anything else is `BadArgument`.
@@ -37,12 +40,32 @@ fn buffer(state: &HostState, kind: BufferType) -> Result<Vec<u8>, Status> {
             .body
             .clone()),
         BufferType::GrpcReceive => state.grpc_received.message.clone().ok_or(Status::NotFound),
+        BufferType::DownstreamData | BufferType::UpstreamData => {
+            let (bytes, live) = network_buffer(state, kind)?;
+            Ok(if live { bytes.clone() } else { Vec::new() })
+        }
         BufferType::VmConfiguration => Ok(state.info.vm_configuration.clone()),
         BufferType::PluginConfiguration if state.configuring == Some(kind) => {
             Ok(state.info.configuration.clone())
         }
         _ => Err(Status::NotFound),
     }
+}
+
+/// A network connection's downstream or upstream data, and whether Envoy
+/// holds it for the filter now (in the direction's callback, or paused).
+/// Outside that it reads as `Ok` with no bytes and writes are
+/// `BadArgument`; in an HTTP stream or on a root context it is
+/// `NotFound`.
+fn network_buffer(state: &HostState, kind: BufferType) -> Result<(&Vec<u8>, bool), Status> {
+    let network = state
+        .stream()
+        .and_then(|stream| stream.network.as_ref())
+        .ok_or(Status::NotFound)?;
+    Ok(match kind {
+        BufferType::UpstreamData => (&network.upstream, network.upstream_live),
+        _ => (&network.downstream, network.downstream_live),
+    })
 }
 
 fn buffer_name(code: i32) -> String {
@@ -64,7 +87,17 @@ fn proxy_get_buffer_bytes(linker: &mut Linker<HostState>) -> wasmtime::Result<()
                 .ok_or(Status::BadArgument)
                 .and_then(|kind| buffer(caller.data(), kind))
                 .and_then(|bytes| clamp(&bytes, start, max));
+            let network = matches!(
+                BufferType::from_code(kind),
+                Some(BufferType::DownstreamData | BufferType::UpstreamData)
+            );
             let result = match &slice {
+                // Envoy answers a read of no network data by writing a null
+                // pointer and a zero size, so bad pointers still fail.
+                Ok(bytes) if bytes.is_empty() && network => {
+                    memory::write_u32(&mut caller, ptr_ptr, 0)
+                        .and_then(|()| memory::write_u32(&mut caller, size_ptr, 0))
+                }
                 Ok(bytes) if bytes.is_empty() => Ok(()),
                 Ok(bytes) => memory::hand_over(&mut caller, bytes, ptr_ptr, size_ptr)?,
                 Err(status) => Err(*status),
@@ -149,6 +182,20 @@ fn set(
             .message
             .as_mut()
             .ok_or(Status::NotFound)?,
+        BufferType::DownstreamData | BufferType::UpstreamData => {
+            let network = state
+                .stream_mut()
+                .and_then(|stream| stream.network.as_mut())
+                .ok_or(Status::NotFound)?;
+            let (target, live) = match kind {
+                BufferType::UpstreamData => (&mut network.upstream, network.upstream_live),
+                _ => (&mut network.downstream, network.downstream_live),
+            };
+            if !live {
+                return Err(Status::BadArgument);
+            }
+            target
+        }
         BufferType::CallResponseBody
         | BufferType::VmConfiguration
         | BufferType::PluginConfiguration => {

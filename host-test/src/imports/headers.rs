@@ -4,8 +4,8 @@
 //! Names are lowercased on the way in, as Envoy's header maps do, and
 //! pseudo-headers stay ahead of the others. A map that does not exist at
 //! this point of the stream (response headers during the request, trailers
-//! the client did not send, a callout's headers outside its callback)
-//! gives `BadArgument`, Envoy's answer.
+//! the client did not send, a callout's headers outside its callback, any
+//! HTTP map on a network connection) gives `BadArgument`, Envoy's answer.
 
 use wasmtime::{Caller, Linker};
 
@@ -27,6 +27,13 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 }
 
 fn map(state: &HostState, map_type: MapType) -> Option<&Pairs> {
+    let http = !matches!(
+        map_type,
+        MapType::CallResponseHeaders | MapType::CallResponseTrailers
+    );
+    if http && state.in_network() {
+        return None;
+    }
     match map_type {
         MapType::CallResponseHeaders => state.call_response.as_ref()?.headers.as_ref(),
         MapType::CallResponseTrailers => state.call_response.as_ref()?.trailers.as_ref(),
@@ -40,6 +47,13 @@ fn map(state: &HostState, map_type: MapType) -> Option<&Pairs> {
 }
 
 fn map_mut(state: &mut HostState, map_type: MapType) -> Option<&mut Pairs> {
+    let http = !matches!(
+        map_type,
+        MapType::CallResponseHeaders | MapType::CallResponseTrailers
+    );
+    if http && state.in_network() {
+        return None;
+    }
     match map_type {
         MapType::CallResponseHeaders => state.call_response.as_mut()?.headers.as_mut(),
         MapType::CallResponseTrailers => state.call_response.as_mut()?.trailers.as_mut(),

@@ -3,7 +3,9 @@
 //!
 //! Like Envoy, the host acts on these after the guest's callback returns:
 //! a `proxy_continue_stream` inside a callout's callback resumes the
-//! stream once that callback is done.
+//! stream once that callback is done. On a network connection the
+//! directions are the downstream and the upstream; see
+//! `continue_network` and `close_network`.
 //!
 //! `proxy_continue_request` and `proxy_continue_response` (ABI 0.1.0's
 //! spelling, still in some 0.2.0 filters) are not offered: Envoy 1.40
@@ -42,6 +44,9 @@ fn proxy_continue_stream(linker: &mut Linker<HostState>) -> wasmtime::Result<()>
         "proxy_continue_stream",
         |mut caller: Caller<'_, HostState>, kind: i32| -> i32 {
             let result = match StreamType::from_code(kind) {
+                Some(direction) if caller.data().in_network() => {
+                    continue_network(caller.data_mut(), direction)
+                }
                 Some(direction @ (StreamType::Request | StreamType::Response)) => {
                     resume(caller.data_mut(), direction);
                     Ok(())
@@ -59,6 +64,34 @@ fn proxy_continue_stream(linker: &mut Linker<HostState>) -> wasmtime::Result<()>
     Ok(())
 }
 
+/// `proxy_continue_stream` on a network connection, as Envoy answers it:
+/// the downstream resumes reading (what the filter held goes on), the
+/// upstream direction cannot be resumed (`Unimplemented`), and the HTTP
+/// directions succeed without effect.
+fn continue_network(state: &mut HostState, direction: StreamType) -> Result<(), Status> {
+    match direction {
+        StreamType::Downstream => {
+            if let Some(stream) = state.stream_mut() {
+                stream.resume = Some(direction);
+            }
+            Ok(())
+        }
+        StreamType::Upstream => Err(Status::Unimplemented),
+        StreamType::Request | StreamType::Response => Ok(()),
+    }
+}
+
+/// `proxy_close_stream` on a network connection: closing either direction
+/// closes the client's connection (and with it the upstream's), as Envoy
+/// does; the HTTP directions succeed without effect.
+fn close_network(state: &mut HostState, direction: StreamType) {
+    if matches!(direction, StreamType::Downstream | StreamType::Upstream)
+        && let Some(stream) = state.stream_mut()
+    {
+        stream.close = true;
+    }
+}
+
 /// Envoy resets the HTTP stream: the client gets no response.
 fn proxy_close_stream(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
@@ -66,6 +99,10 @@ fn proxy_close_stream(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_close_stream",
         |mut caller: Caller<'_, HostState>, kind: i32| -> i32 {
             let result = match StreamType::from_code(kind) {
+                Some(direction) if caller.data().in_network() => {
+                    close_network(caller.data_mut(), direction);
+                    Ok(())
+                }
                 Some(StreamType::Request | StreamType::Response) => {
                     if let Some(stream) = caller.data_mut().stream_mut() {
                         stream.close = true;
