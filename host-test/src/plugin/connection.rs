@@ -366,7 +366,7 @@ impl Plugin {
         upstream: TcpUpstream,
     ) -> Result<ConnectionId> {
         let worker = self.next_worker;
-        self.next_worker = (self.next_worker + 1) % self.vms.len();
+        self.next_worker = (self.next_worker + 1) % self.workers;
         self.connect_on(worker, connection, upstream)
     }
 
@@ -382,6 +382,10 @@ impl Plugin {
         connection: Connection,
         upstream: TcpUpstream,
     ) -> Result<ConnectionId> {
+        // The main thread's VM, last in `vms`, takes no connections.
+        if worker >= self.workers {
+            return Err(Error::invalid(format!("no worker `{worker}`")));
+        }
         self.collect_background();
         let now = self.world.now_ns();
         let failed_at = self.links.failed_at.get(&worker).copied();
