@@ -50,5 +50,7 @@ pub use host::CalloutAnswer;
 pub use outcome::{Disposition, Forwarded, LogLine, Outcome};
 pub use plugin::{FailurePolicy, Plugin, PluginBuilder, StreamId};
 pub use profile::Profile;
-pub use request::{Connection, Headers, PeerCertificate, Request, Tls, UpstreamResponse};
+pub use request::{
+    Connection, Headers, PeerCertificate, Request, Tls, UpstreamFailure, UpstreamResponse,
+};
 pub use world::World;

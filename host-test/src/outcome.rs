@@ -23,6 +23,11 @@ pub enum Disposition {
     /// The filter reset the stream (`proxy_close_stream`): the client got
     /// no response.
     Reset,
+    /// The upstream failed (see
+    /// [`UpstreamFailure`](crate::request::UpstreamFailure)): Envoy's router
+    /// answered for it, or, when the response had started, the client got
+    /// what the upstream sent before the stream was reset.
+    UpstreamFailed,
 }
 
 /// One line the filter logged.

@@ -18,7 +18,7 @@ use crate::exchange::Exchange;
 use crate::host::{CallResponse, CalloutAnswer, PluginInfo, Stream};
 use crate::outcome::{Disposition, Forwarded, LogLine, Outcome};
 use crate::profile::{Progress, encode_override};
-use crate::request::{Headers, Request};
+use crate::request::{Headers, Request, UpstreamFailure};
 use crate::transcript::{Entry, Transcript};
 use crate::vm::Vm;
 use crate::world::World;
@@ -214,6 +214,21 @@ enum Event {
     Headers,
     Data(Vec<u8>, bool),
     Trailers(Pairs),
+    /// The upstream closed the connection after its response started: the
+    /// stream is reset and ends.
+    UpstreamReset,
+}
+
+/// Where a stream waiting for its upstream stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UpstreamWait {
+    /// The upstream's answer is due now.
+    Due,
+    /// The clock moved to the answer; what fell due on the way was
+    /// delivered and may have answered the stream.
+    Waited,
+    /// The answer lies ahead and the harness may not move the clock.
+    Blocked,
 }
 
 #[derive(Debug)]
@@ -232,6 +247,9 @@ struct Run {
     /// The body that went on past the filter, per direction.
     passed: Vec<u8>,
     forwarded: Option<Forwarded>,
+    /// When the upstream answers (or fails), in the plugin's clock, once
+    /// the whole request has passed the filter.
+    upstream_due: Option<u64>,
     disposition: Disposition,
     reply_sent: bool,
     logs: Vec<LogLine>,
@@ -460,6 +478,7 @@ impl Plugin {
             buffering: false,
             passed: Vec::new(),
             forwarded: None,
+            upstream_due: None,
             disposition: Disposition::Forwarded,
             reply_sent: false,
             logs: Vec::new(),
@@ -594,12 +613,23 @@ impl Plugin {
                 Phase::Request => StreamType::Request,
                 Phase::Response => StreamType::Response,
                 Phase::Upstream => {
-                    self.forward(id, run);
-                    self.deliver_due();
+                    match self.wait_for_upstream(id, run, pump) {
+                        UpstreamWait::Due => {
+                            self.forward(id, run);
+                            self.deliver_due();
+                        }
+                        UpstreamWait::Waited => {}
+                        UpstreamWait::Blocked => return None,
+                    }
                     continue;
                 }
                 Phase::Complete => return Some(self.complete(id, run)),
             };
+            if run.waiting && run.events.contains(&Event::UpstreamReset) {
+                // The upstream's reset does not wait for the filter.
+                self.upstream_reset(id, run);
+                continue;
+            }
             if run.waiting {
                 if self.take_resume(id, direction) {
                     self.release(id, run, direction);
@@ -618,6 +648,42 @@ impl Plugin {
             }
         }
         None
+    }
+
+    /// Whether the upstream's answer (or failure) is due. While it is not,
+    /// and the harness may move the clock, delivers what falls due before
+    /// it (which may answer the stream another way) and moves the clock to
+    /// it.
+    fn wait_for_upstream(&mut self, id: StreamId, run: &mut Run, pump: bool) -> UpstreamWait {
+        let now = self.world.now_ns();
+        let due = match run.upstream_due {
+            Some(due) => due,
+            None => {
+                let profile = self.info.profile.clone();
+                let delay_ms = self.stream(id).map_or(0, |stream| {
+                    profile
+                        .upstream_plan(&stream.upstream, &stream.request_headers)
+                        .0
+                });
+                let due = now.saturating_add(delay_ms.saturating_mul(1_000_000));
+                *run.upstream_due.insert(due)
+            }
+        };
+        if now >= due {
+            return UpstreamWait::Due;
+        }
+        if !pump {
+            return UpstreamWait::Blocked;
+        }
+        for _ in 0..MAX_STEPS {
+            if !self.pump(due) {
+                break;
+            }
+        }
+        if self.world.now_ns() < due {
+            self.world.set_now_ns(due);
+        }
+        UpstreamWait::Waited
     }
 
     /// While the request travels to the upstream and back, Envoy's event
@@ -764,6 +830,7 @@ impl Plugin {
                     self.note_sent(id, run);
                 }
             }
+            Event::UpstreamReset => self.upstream_reset(id, run),
             Event::Trailers(pairs) => {
                 let count = pairs.len();
                 if let Some(stream) = self.stream(id) {
@@ -835,7 +902,7 @@ impl Plugin {
     }
 
     /// The request reaches the upstream, which answers with the scripted
-    /// response.
+    /// response, or fails as scripted and the router answers for it.
     fn forward(&mut self, id: StreamId, run: &mut Run) {
         let profile = self.info.profile.clone();
         let body = std::mem::take(&mut run.passed);
@@ -860,20 +927,60 @@ impl Plugin {
                 .unwrap_or_default(),
         };
         let upstream = stream.upstream.clone();
+        let (_, failure) = profile.upstream_plan(&upstream, &stream.request_headers);
+        stream.response_body.clear();
+        stream.response_trailers = None;
+        if run.transcript.is_enabled() {
+            run.transcript.push(Entry::Note(match failure {
+                Some(UpstreamFailure::Refused) => "upstream refuses the connection".to_owned(),
+                _ => format!(
+                    "upstream receives {} {}",
+                    run.request.method,
+                    forwarded.headers.get(":path").unwrap_or_default()
+                ),
+            }));
+        }
+        if failure != Some(UpstreamFailure::Refused) {
+            run.forwarded = Some(forwarded);
+        }
+        if let Some(reply) = failure.and_then(|failure| profile.router_reply(failure)) {
+            // The router answers for the upstream; its reply passes through
+            // the filter's response callbacks.
+            stream.progress.upstream_failure = failure;
+            stream.response_headers =
+                Some(profile.local_reply_headers(reply.status, reply.body.as_bytes(), &Vec::new()));
+            stream.response_details = Some(reply.details.to_owned());
+            run.disposition = Disposition::UpstreamFailed;
+            run.events = VecDeque::from([
+                Event::Headers,
+                Event::Data(reply.body.as_bytes().to_vec(), true),
+            ]);
+            if run.transcript.is_enabled() {
+                let note = format!("upstream fails: the router answers {}", reply.status);
+                run.transcript.push(Entry::Note(note));
+            }
+            return;
+        }
         stream.response_headers = Some(profile.upstream_response_headers(
             upstream.status,
             &upstream.headers.0,
             upstream.body.as_deref(),
         ));
-        stream.response_body.clear();
-        stream.response_trailers = None;
         stream.response_details = Some("via_upstream".into());
+        run.events = VecDeque::from([Event::Headers]);
+        if failure == Some(UpstreamFailure::ResetAfterResponseStarted) {
+            // What was sent before the reset, then the reset.
+            if let Some(body) = upstream.body.filter(|body| !body.is_empty()) {
+                run.events.push_back(Event::Data(body.into_bytes(), false));
+            }
+            run.events.push_back(Event::UpstreamReset);
+            return;
+        }
         let trailers = (!upstream.trailers.0.is_empty()).then(|| to_pairs(&upstream.trailers));
         let frames = profile.body_frames(
             upstream.body.as_deref().map(str::as_bytes),
             trailers.is_some(),
         );
-        run.events = VecDeque::from([Event::Headers]);
         run.events.extend(
             frames
                 .into_iter()
@@ -882,14 +989,25 @@ impl Plugin {
         if let Some(trailers) = trailers {
             run.events.push_back(Event::Trailers(trailers));
         }
-        if run.transcript.is_enabled() {
-            run.transcript.push(Entry::Note(format!(
-                "upstream receives {} {}",
-                run.request.method,
-                forwarded.headers.get(":path").unwrap_or_default()
-            )));
+    }
+
+    /// The upstream closed the connection mid-response: what the filter
+    /// still buffers is lost, and the stream ends reset.
+    fn upstream_reset(&mut self, id: StreamId, run: &mut Run) {
+        let details = self.info.profile.reset_after_response_details();
+        if let Some(stream) = self.stream(id) {
+            stream.progress.upstream_failure = Some(UpstreamFailure::ResetAfterResponseStarted);
+            stream.response_details = Some(details.to_owned());
+            stream.response_body.clear();
         }
-        run.forwarded = Some(forwarded);
+        run.buffering = false;
+        run.waiting = false;
+        run.events.clear();
+        run.disposition = Disposition::UpstreamFailed;
+        if run.transcript.is_enabled() {
+            let note = "upstream closes the connection mid-response: the stream is reset";
+            run.transcript.push(Entry::Note(note.to_owned()));
+        }
     }
 
     fn complete(&mut self, id: StreamId, run: &mut Run) -> Outcome {
@@ -1009,6 +1127,7 @@ impl Plugin {
                     }
                 }
                 Event::Headers => {}
+                Event::UpstreamReset => self.upstream_reset(id, run),
             }
         }
         let stream = self.take_stream(id);

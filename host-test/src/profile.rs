@@ -7,7 +7,7 @@
 //! property is called and how its value is encoded.
 
 use crate::abi::{Pairs, Status, encode_pairs};
-use crate::request::{Connection, Request};
+use crate::request::{Connection, Request, UpstreamFailure, UpstreamResponse};
 
 mod xds;
 
@@ -22,8 +22,16 @@ pub use xds::{
 pub struct Profile {
     /// The proxy imitated, for reports.
     pub name: &'static str,
-    /// The route timeout the router announces upstream, in milliseconds.
+    /// The route timeout, in milliseconds: the router announces it
+    /// upstream and answers `504` when the upstream has not answered
+    /// within it. Defaults to Envoy's 15000. 0, Envoy's "no timeout", is
+    /// not modelled: an upstream that never answers times out at once.
     pub route_timeout_ms: u64,
+    /// Routes with a timeout of their own, by path prefix: the first whose
+    /// prefix starts the request's path sets its timeout in place of
+    /// `route_timeout_ms`. Defaults to none. Only the timeout is per
+    /// route; the `xds.*` properties come from `xds` whatever the path.
+    pub route_timeouts: Vec<RouteTimeout>,
     /// The proxy's own address, which Envoy appends to `x-forwarded-for`
     /// for clients on loopback. Defaults to `192.0.2.1`; the fidelity
     /// corpus sets the machine's address.
@@ -36,6 +44,37 @@ pub struct Profile {
     /// `upstream.*` properties come from. Defaults to those of
     /// `tests/fidelity/envoy.yaml`.
     pub xds: Xds,
+}
+
+/// A route's own timeout, matched by path prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteTimeout {
+    /// The path prefix the route matches, as Envoy's `match.prefix`.
+    pub prefix: String,
+    /// The route's `timeout`, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// What Envoy's router does when the main request's upstream fails
+/// before the response starts: its own reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RouterReply {
+    pub(crate) status: u32,
+    pub(crate) body: &'static str,
+    pub(crate) details: &'static str,
+}
+
+/// Envoy's response flags (`%RESPONSE_FLAGS%`) as bits of the
+/// `response.flags` property, for the failures the harness models.
+pub mod response_flags {
+    /// `UT`: the upstream did not answer within the route timeout.
+    pub const UPSTREAM_REQUEST_TIMEOUT: u64 = 1 << 2;
+    /// `UF`: the connection to the upstream failed.
+    pub const UPSTREAM_CONNECTION_FAILURE: u64 = 1 << 5;
+    /// `UC`: the upstream closed the connection.
+    pub const UPSTREAM_CONNECTION_TERMINATION: u64 = 1 << 6;
+    /// `UPE`: the upstream broke the HTTP protocol (a body cut short).
+    pub const UPSTREAM_PROTOCOL_ERROR: u64 = 1 << 23;
 }
 
 impl Default for Profile {
@@ -89,6 +128,8 @@ pub(crate) struct Progress {
     /// The client asked to close the connection after the response
     /// (`connection: close`), so Envoy adds the same to the response.
     pub(crate) client_closes: bool,
+    /// How the upstream failed, once the router has seen it fail.
+    pub(crate) upstream_failure: Option<UpstreamFailure>,
 }
 
 /// A property lookup's result before encoding.
@@ -123,6 +164,7 @@ impl Profile {
         Profile {
             name: "envoy-1.40",
             route_timeout_ms: 15_000,
+            route_timeouts: Vec::new(),
             local_address: "192.0.2.1".into(),
             http1_trailers: false,
             xds: Xds::default(),
@@ -227,9 +269,10 @@ impl Profile {
         body: &[u8],
     ) -> Pairs {
         let mut pairs = headers.clone();
+        let path = header(headers, ":path").unwrap_or_default();
         pairs.push((
             b"x-envoy-expected-rq-timeout-ms".to_vec(),
-            self.route_timeout_ms.to_string().into_bytes(),
+            self.route_timeout_for(path).to_string().into_bytes(),
         ));
         let has = |name: &[u8]| pairs.iter().any(|(key, _)| key == name);
         let method = pairs
@@ -306,6 +349,76 @@ impl Profile {
             (Some(body), false) => vec![(body.to_vec(), false), (Vec::new(), true)],
             (Some(body), true) => vec![(body.to_vec(), false)],
             (None, _) => Vec::new(),
+        }
+    }
+
+    /// The timeout of the route a path takes: the first of
+    /// `route_timeouts` whose prefix starts it, else `route_timeout_ms`.
+    pub(crate) fn route_timeout_for(&self, path: &[u8]) -> u64 {
+        self.route_timeouts
+            .iter()
+            .find(|route| path.starts_with(route.prefix.as_bytes()))
+            .map_or(self.route_timeout_ms, |route| route.timeout_ms)
+    }
+
+    /// The reply Envoy's router sends when the upstream fails before its
+    /// response starts, as measured against Envoy 1.40 with an HTTP/1.1
+    /// upstream; `None` once the response has started, when the router
+    /// resets the stream instead.
+    pub(crate) fn router_reply(&self, failure: UpstreamFailure) -> Option<RouterReply> {
+        Some(match failure {
+            UpstreamFailure::Refused => RouterReply {
+                status: 503,
+                body: "upstream connect error or disconnect/reset before headers. \
+                       reset reason: remote connection failure",
+                details: "upstream_reset_before_response_started\
+                          {remote_connection_failure|delayed_connect_error:_Connection_refused}",
+            },
+            UpstreamFailure::ResetBeforeResponse => RouterReply {
+                status: 503,
+                body: "upstream connect error or disconnect/reset before headers. \
+                       reset reason: connection termination",
+                details: "upstream_reset_before_response_started{connection_termination}",
+            },
+            UpstreamFailure::NoAnswer => RouterReply {
+                status: 504,
+                body: "upstream request timeout",
+                details: "response_timeout",
+            },
+            UpstreamFailure::ResetAfterResponseStarted => return None,
+        })
+    }
+
+    /// When the upstream answers, in milliseconds after the request reached
+    /// it, and whether it fails: an answer due at or past the route's
+    /// timeout never comes, and the router times out.
+    pub(crate) fn upstream_plan(
+        &self,
+        upstream: &UpstreamResponse,
+        request_headers: &Pairs,
+    ) -> (u64, Option<UpstreamFailure>) {
+        let path = header(request_headers, ":path").unwrap_or_default();
+        let timeout = self.route_timeout_for(path);
+        match upstream.failure {
+            Some(UpstreamFailure::NoAnswer) => (timeout, Some(UpstreamFailure::NoAnswer)),
+            _ if upstream.delay_ms >= timeout => (timeout, Some(UpstreamFailure::NoAnswer)),
+            failure => (upstream.delay_ms, failure),
+        }
+    }
+
+    /// The response code details of a stream the upstream reset after its
+    /// response started.
+    pub(crate) fn reset_after_response_details(&self) -> &'static str {
+        "upstream_reset_after_response_started{protocol_error}"
+    }
+
+    /// The response flags a failure raises.
+    fn failure_flags(&self, failure: UpstreamFailure) -> u64 {
+        match failure {
+            UpstreamFailure::Refused => response_flags::UPSTREAM_CONNECTION_FAILURE,
+            UpstreamFailure::ResetBeforeResponse => response_flags::UPSTREAM_CONNECTION_TERMINATION,
+            UpstreamFailure::ResetAfterResponseStarted => response_flags::UPSTREAM_PROTOCOL_ERROR,
+            UpstreamFailure::NoAnswer => response_flags::UPSTREAM_REQUEST_TIMEOUT,
         }
     }
 
@@ -557,7 +670,8 @@ impl StreamView<'_> {
         let progress = self.progress;
         if progress.logging && progress.forwarded {
             let mut pairs = self.request_headers.clone();
-            let timeout = profile.route_timeout_ms.to_string().into_bytes();
+            let path = header(&pairs, ":path").unwrap_or_default();
+            let timeout = profile.route_timeout_for(path).to_string().into_bytes();
             pairs.push((b"x-envoy-expected-rq-timeout-ms".to_vec(), timeout));
             return Some(pairs);
         }
@@ -711,17 +825,22 @@ impl Profile {
                     + byte_size(headers)
                     + byte_size(trailers),
             ),
-            // No response flag is ever raised: the harness's upstream
-            // always answers, and a local reply raises none.
-            "flags" => Value::Int(0),
+            // A local reply raises no flag; only the upstream's failures do.
+            "flags" => {
+                let failure = stream.progress.upstream_failure;
+                let flags = failure.map_or(0, |failure| self.failure_flags(failure));
+                Value::Int(i64::try_from(flags).ok()?)
+            }
             "grpc_status" => Value::Int(
                 grpc_status_header(trailers)
                     .or_else(|| grpc_status_header(headers))
                     .or_else(|| code().map(grpc_status_of_http))?,
             ),
+            // Only for a response the upstream finished.
             "backend_latency" => {
                 let progress = stream.progress;
-                (progress.logging && progress.forwarded).then_some(Value::Int(0))?
+                let answered = progress.forwarded && progress.upstream_failure.is_none();
+                (progress.logging && answered).then_some(Value::Int(0))?
             }
             _ => return None,
         })
@@ -769,6 +888,7 @@ impl Profile {
         let (name, rest) = rest.split_first().ok_or(Status::SerializationFailure)?;
         let host = &self.xds.upstream_host;
         let forwarded = stream.progress.forwarded;
+        let refused = stream.progress.upstream_failure == Some(UpstreamFailure::Refused);
         let attr = match (*name, forwarded) {
             (b"num_endpoints", _) => Attr::Uint(self.xds.cluster.endpoints),
             (b"request_attempt_count", _) => Attr::Uint(u64::from(forwarded)),
@@ -777,8 +897,12 @@ impl Profile {
                 let (_, port) = host.address.rsplit_once(':').ok_or(Status::NotFound)?;
                 Attr::Int(port.parse().map_err(|_| Status::NotFound)?)
             }
-            (b"local_address", true) => Attr::text(&host.local_address),
+            // A refused connection has no local end.
+            (b"local_address", true) if !refused => Attr::text(&host.local_address),
             (b"locality", true) => xds::locality_attr(&host.locality),
+            (b"transport_failure_reason", true) if refused => {
+                Attr::text("delayed connect error: Connection refused")
+            }
             (b"transport_failure_reason", true) => Attr::text(""),
             // The harness's connection pool is ready at once.
             (b"cx_pool_ready_duration", true) => Attr::Int(0),

@@ -297,6 +297,16 @@ pub struct UpstreamResponse {
     pub body: Option<String>,
     /// Trailers. Defaults to none.
     pub trailers: Headers,
+    /// How long the upstream takes to answer (or to fail), in milliseconds
+    /// of the plugin's clock; ticks and callout answers due meanwhile are
+    /// delivered first. A delay at or past the route's timeout is a
+    /// timeout, as [`UpstreamFailure::NoAnswer`]. Defaults to 0.
+    pub delay_ms: u64,
+    /// How the upstream fails, if it does; with
+    /// [`UpstreamFailure::ResetAfterResponseStarted`], `status`, `headers`
+    /// and `body` are what it sent before the reset. Defaults to none: the
+    /// upstream answers.
+    pub failure: Option<UpstreamFailure>,
 }
 
 impl Default for UpstreamResponse {
@@ -306,8 +316,48 @@ impl Default for UpstreamResponse {
             headers: Headers::default(),
             body: None,
             trailers: Headers::default(),
+            delay_ms: 0,
+            failure: None,
         }
     }
+}
+
+impl UpstreamResponse {
+    /// An upstream that fails in the given way.
+    pub fn failing(failure: UpstreamFailure) -> UpstreamResponse {
+        UpstreamResponse {
+            failure: Some(failure),
+            ..UpstreamResponse::default()
+        }
+    }
+
+    /// Sets how long the upstream takes, in milliseconds.
+    pub fn after_ms(mut self, delay_ms: u64) -> UpstreamResponse {
+        self.delay_ms = delay_ms;
+        self
+    }
+}
+
+/// How the upstream of the main request fails. Envoy's router then
+/// answers for it (or, once the response has started, resets the stream);
+/// [`Profile`](crate::profile::Profile) holds what it answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamFailure {
+    /// The connection is refused (a closed port): `503`, response flag
+    /// `UF`.
+    Refused,
+    /// The upstream takes the request and closes the connection before it
+    /// answers: `503`, response flag `UC`.
+    ResetBeforeResponse,
+    /// The upstream sends its status, headers and part of its body, then
+    /// closes the connection: the client gets what was sent and the stream
+    /// is reset; response flag `UPE` (Envoy's HTTP/1.1 codec calls a body
+    /// cut short a protocol error).
+    ResetAfterResponseStarted,
+    /// The upstream takes the request and never answers: after the route's
+    /// timeout, `504`, response flag `UT`.
+    NoAnswer,
 }
 
 #[cfg(test)]

@@ -17,9 +17,13 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[path = "fidelity/faulty_upstream.rs"]
+mod faulty_upstream;
+
 use serde::Deserialize;
 use warden_host_test::cli::suite::{configuration, read_case_file};
 use warden_host_test::envoy::{Envoy, Options};
+use warden_host_test::profile::RouteTimeout;
 use warden_host_test::{
     CalloutAnswer, Connection, Engine, Filter, Headers, Outcome, PeerCertificate, Profile, Request,
     Tls, UpstreamResponse, testing,
@@ -237,6 +241,14 @@ fn harness(
         plugin.advance(scenario.after_ms);
         (exchange, plugin.take_logs())
     };
+    // A scenario that names its upstream (one under `/upstream/`) gets it
+    // as is; its upstream's view is not compared, there being no echo.
+    if scenario.request.upstream != UpstreamResponse::default() {
+        let (exchange, background) = run(scenario.request.upstream.clone());
+        let mut observed = observe_harness(&exchange.outcome, &background);
+        observed.upstream_headers.clear();
+        return observed;
+    }
     // First learn what the upstream receives, then answer as the echo
     // upstream would.
     let (probe, _) = run(UpstreamResponse::default());
@@ -259,7 +271,7 @@ fn harness(
             .chain([("content-length".to_owned(), body.len().to_string())])
             .collect(),
             body: Some(body),
-            trailers: Headers::default(),
+            ..UpstreamResponse::default()
         }
     });
     let (exchange, background) = run(upstream.unwrap_or_default());
@@ -542,14 +554,15 @@ fn corpus() -> Vec<Scenario> {
     serde_norway::from_str(&text).unwrap_or_else(|e| panic!("`{}`: {e}", path.display()))
 }
 
-/// The template with the callout ports filled in, as is and with request
-/// trailers enabled.
-fn templates(dir: &Path, dead: u16, slow: u16) -> [PathBuf; 2] {
+/// The template with the ports of the failing upstreams filled in, as is
+/// and with request trailers enabled.
+fn templates(dir: &Path, dead: u16, slow: u16, faulty: u16) -> [PathBuf; 2] {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/envoy.yaml");
     let text = std::fs::read_to_string(source)
         .unwrap()
         .replace("@DEAD_PORT@", &dead.to_string())
-        .replace("@SLOW_PORT@", &slow.to_string());
+        .replace("@SLOW_PORT@", &slow.to_string())
+        .replace("@FAULTY_PORT@", &faulty.to_string());
     let trailers = text.replace(
         "                stat_prefix: ingress\n",
         "                stat_prefix: ingress\n                http_protocol_options: { enable_trailers: true }\n",
@@ -573,10 +586,16 @@ fn harness_and_envoy_agree_on_every_scenario() {
     let only = std::env::var("FIDELITY_ONLY").ok();
     let wasm = testing::build_filter("probe").unwrap();
     let filter = Engine::new().unwrap().load_file(&wasm).unwrap();
+    // The routes under `/upstream/` of envoy.yaml.
     let profile = Profile {
         local_address: local_address(),
+        route_timeouts: vec![RouteTimeout {
+            prefix: "/upstream/".into(),
+            timeout_ms: 500,
+        }],
         ..Profile::envoy()
     };
+    let faulty = faulty_upstream::FaultyUpstream::start();
     let dead = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -585,7 +604,8 @@ fn harness_and_envoy_agree_on_every_scenario() {
     let slow = TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = testing::target_dir().join(format!("fidelity-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let template = templates(&dir, dead, slow.local_addr().unwrap().port());
+    let slow_port = slow.local_addr().unwrap().port();
+    let template = templates(&dir, dead, slow_port, faulty.port());
     let selected: Vec<&Scenario> = scenarios
         .iter()
         .filter(|s| only.as_deref().is_none_or(|only| s.name.contains(only)))
