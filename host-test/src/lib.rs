@@ -51,6 +51,6 @@ pub use outcome::{Disposition, Forwarded, LogLine, Outcome};
 pub use plugin::{FailurePolicy, Plugin, PluginBuilder, StreamId};
 pub use profile::Profile;
 pub use request::{
-    Connection, Headers, PeerCertificate, Request, Tls, UpstreamFailure, UpstreamResponse,
+    Connection, Headers, PeerCertificate, Protocol, Request, Tls, UpstreamFailure, UpstreamResponse,
 };
 pub use world::World;

@@ -18,7 +18,7 @@ use crate::exchange::Exchange;
 use crate::host::{CallResponse, CalloutAnswer, PluginInfo, Stream};
 use crate::outcome::{Disposition, Forwarded, LogLine, Outcome};
 use crate::profile::{Progress, encode_override};
-use crate::request::{Headers, Request, UpstreamFailure};
+use crate::request::{Headers, Protocol, Request, UpstreamFailure};
 use crate::transcript::{Entry, Transcript};
 use crate::vm::Vm;
 use crate::world::World;
@@ -290,10 +290,11 @@ fn paused(result: std::result::Result<i32, crate::vm::Trap>) -> bool {
 /// The request's events: headers, then the codec's body frames, then
 /// trailers if the codec delivers them.
 fn request_events(profile: &crate::profile::Profile, request: &Request) -> VecDeque<Event> {
-    let trailers = profile.http1_trailers && !request.trailers.0.is_empty();
+    let delivered = profile.delivers_request_trailers(request.protocol);
+    let trailers = delivered && !request.trailers.0.is_empty();
     let body = request.body.as_deref().map(str::as_bytes);
     let mut events = VecDeque::from([Event::Headers]);
-    for (chunk, eos) in profile.body_frames(body, trailers) {
+    for (chunk, eos) in profile.request_body_frames(request.protocol, body, trailers) {
         events.push_back(Event::Data(chunk, eos));
     }
     if trailers {
@@ -459,10 +460,13 @@ impl Plugin {
                 .get("transfer-encoding")
                 .is_some_and(|te| te.contains("chunked")),
             progress: Progress {
-                client_closes: request
-                    .headers
-                    .get("connection")
-                    .is_some_and(|value| value.eq_ignore_ascii_case("close")),
+                // HTTP/2 has no `connection` header.
+                client_closes: request.protocol == Protocol::Http1
+                    && request
+                        .headers
+                        .get("connection")
+                        .is_some_and(|value| value.eq_ignore_ascii_case("close")),
+                protocol: request.protocol,
                 ..Progress::default()
             },
             ..Stream::default()

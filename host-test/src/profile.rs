@@ -7,7 +7,7 @@
 //! property is called and how its value is encoded.
 
 use crate::abi::{Pairs, Status, encode_pairs};
-use crate::request::{Connection, Request, UpstreamFailure, UpstreamResponse};
+use crate::request::{Connection, Protocol, Request, UpstreamFailure, UpstreamResponse};
 
 mod xds;
 
@@ -130,6 +130,8 @@ pub(crate) struct Progress {
     pub(crate) client_closes: bool,
     /// How the upstream failed, once the router has seen it fail.
     pub(crate) upstream_failure: Option<UpstreamFailure>,
+    /// The protocol the client speaks, for `request.protocol`.
+    pub(crate) protocol: Protocol,
 }
 
 /// A property lookup's result before encoding.
@@ -185,18 +187,22 @@ impl Profile {
     pub(crate) fn request_headers(&self, request: &Request, stream_id: u32) -> Pairs {
         let client_ip = ip_of(&request.connection.source);
         let internal = is_internal(client_ip);
-        let mut pairs: Pairs = vec![
-            (
-                b":authority".to_vec(),
-                request.authority.as_bytes().to_vec(),
-            ),
-            (
-                b":path".to_vec(),
-                normalize_path(&request.path).into_bytes(),
-            ),
-            (b":method".to_vec(), request.method.as_bytes().to_vec()),
-            (b":scheme".to_vec(), request.scheme.as_bytes().to_vec()),
-        ];
+        let authority = (
+            b":authority".to_vec(),
+            request.authority.as_bytes().to_vec(),
+        );
+        let path = (
+            b":path".to_vec(),
+            normalize_path(&request.path).into_bytes(),
+        );
+        let method = (b":method".to_vec(), request.method.as_bytes().to_vec());
+        let scheme = (b":scheme".to_vec(), request.scheme.as_bytes().to_vec());
+        // HTTP/1.1 has Envoy build the pseudo-headers; HTTP/2 has them in
+        // the order the client sent them, curl's.
+        let mut pairs: Pairs = match request.protocol {
+            Protocol::Http1 => vec![authority, path, method, scheme],
+            Protocol::Http2 => vec![method, path, scheme, authority],
+        };
         for (name, value) in &request.headers.0 {
             let name = name.to_ascii_lowercase();
             let hop_by_hop = name == "transfer-encoding" || name == "connection";
@@ -338,6 +344,33 @@ impl Profile {
             }
         }
         pairs
+    }
+
+    /// How Envoy's codec hands a client's body to filters. HTTP/1.1: the
+    /// data, then an empty frame that ends the stream; with trailers, the
+    /// data alone and the trailers end the stream. No body and no
+    /// trailers: no frames, the headers end the stream.
+    pub(crate) fn request_body_frames(
+        &self,
+        protocol: Protocol,
+        body: Option<&[u8]>,
+        trailers: bool,
+    ) -> Vec<(Vec<u8>, bool)> {
+        match protocol {
+            Protocol::Http1 => self.body_frames(body, trailers),
+            // HTTP/2: the last data frame ends the stream, unless trailers
+            // follow.
+            Protocol::Http2 => match body.filter(|body| !body.is_empty()) {
+                Some(body) => vec![(body.to_vec(), !trailers)],
+                None => Vec::new(),
+            },
+        }
+    }
+
+    /// Whether the codec hands the client's trailers to filters: HTTP/2's
+    /// always does, HTTP/1.1's only with `http1_trailers`.
+    pub(crate) fn delivers_request_trailers(&self, protocol: Protocol) -> bool {
+        protocol == Protocol::Http2 || self.http1_trailers
     }
 
     /// How Envoy's HTTP/1.1 codec hands a body to filters: the data, then
@@ -788,7 +821,10 @@ impl Profile {
             "referer" => bytes("referer")?,
             "useragent" => bytes("user-agent")?,
             "id" => bytes("x-request-id")?,
-            "protocol" => Value::text("HTTP/1.1"),
+            "protocol" => Value::text(match stream.progress.protocol {
+                Protocol::Http1 => "HTTP/1.1",
+                Protocol::Http2 => "HTTP/2",
+            }),
             "time" => Value::Int(i64::try_from(stream.start_ns).ok()?),
             "size" => match headers.and_then(|headers| header(headers, "content-length")) {
                 Some(length) => Value::Int(std::str::from_utf8(length).ok()?.parse().ok()?),

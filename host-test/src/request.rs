@@ -85,6 +85,24 @@ pub struct Request {
     /// What the upstream answers if the request reaches it. Defaults to
     /// `200` with no body.
     pub upstream: UpstreamResponse,
+    /// How the client speaks to Envoy. Defaults to HTTP/1.1.
+    pub protocol: Protocol,
+}
+
+/// The protocol of the client's connection to Envoy (the upstream is
+/// spoken to in HTTP/1.1 either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    /// HTTP/1.1, written `http1`: Envoy's HTTP/1.1 codec.
+    #[default]
+    #[serde(rename = "http1")]
+    Http1,
+    /// HTTP/2 over cleartext (h2c with prior knowledge), written `http2`:
+    /// pseudo-headers in the order a client such as curl sends them
+    /// (`:method`, `:path`, `:scheme`, `:authority`), the body's last
+    /// frame ends the stream, trailers always reach the filter.
+    #[serde(rename = "http2")]
+    Http2,
 }
 
 impl Default for Request {
@@ -101,6 +119,7 @@ impl Default for Request {
             connection: Connection::default(),
             time: None,
             upstream: UpstreamResponse::default(),
+            protocol: Protocol::Http1,
         }
     }
 }
@@ -162,6 +181,12 @@ impl Request {
     /// Sets the arrival time, in Unix seconds.
     pub fn at_unix(mut self, seconds: i64) -> Request {
         self.time = Some(Time::Unix(seconds));
+        self
+    }
+
+    /// Sets the protocol the client speaks.
+    pub fn protocol(mut self, protocol: Protocol) -> Request {
+        self.protocol = protocol;
         self
     }
 

@@ -22,11 +22,11 @@ mod faulty_upstream;
 
 use serde::Deserialize;
 use warden_host_test::cli::suite::{configuration, read_case_file};
-use warden_host_test::envoy::{Envoy, Options};
+use warden_host_test::envoy::{Envoy, Options, Response};
 use warden_host_test::profile::RouteTimeout;
 use warden_host_test::{
-    CalloutAnswer, Connection, Engine, Filter, Headers, Outcome, PeerCertificate, Profile, Request,
-    Tls, UpstreamResponse, testing,
+    CalloutAnswer, Connection, Engine, Filter, Headers, Outcome, PeerCertificate, Profile,
+    Protocol, Request, Tls, UpstreamResponse, testing,
 };
 
 #[derive(Debug, Deserialize)]
@@ -362,6 +362,71 @@ fn wire(request: &Request) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// A copy of the template whose HTTP/2 listener has a port of its own, so
+/// that two Envoys can run at once.
+fn with_h2_port(template: &Path) -> (PathBuf, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(template)
+        .unwrap()
+        .replace("@H2_PORT@", &port.to_string());
+    let copy = template.with_extension(format!("{port}.yaml"));
+    std::fs::write(&copy, text).unwrap();
+    (copy, port)
+}
+
+/// Sends the request over HTTP/2 with prior knowledge, with curl, which
+/// sends the scenario's headers and no others of its own (no
+/// `user-agent`, `accept` or form `content-type`).
+fn request_h2(port: u16, request: &Request) -> Result<Response, String> {
+    let mut curl = std::process::Command::new("curl");
+    curl.args([
+        "--silent",
+        "--show-error",
+        "--include",
+        "--path-as-is",
+        "--http2-prior-knowledge",
+        "--max-time",
+        "10",
+    ])
+    .args(["--request", &request.method])
+    .args(["--header", &format!("host: {}", request.authority)])
+    .args(["--header", "user-agent:", "--header", "accept:"]);
+    for (name, value) in &request.headers.0 {
+        curl.args(["--header", &format!("{name}: {value}")]);
+    }
+    if let Some(body) = request.body.as_deref().filter(|body| !body.is_empty()) {
+        curl.args(["--header", "content-type:", "--data-binary", body]);
+    }
+    let output = curl
+        .arg(format!("http://127.0.0.1:{port}{}", request.path))
+        .output()
+        .map_err(|e| format!("running curl: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("curl: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("no status in `{head}`"))?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    Ok(Response {
+        status,
+        headers,
+        body: body.as_bytes().to_vec(),
+    })
+}
+
 /// Runs a scenario in Envoy; also returns the client certificate a TLS
 /// scenario used.
 fn envoy(
@@ -369,15 +434,17 @@ fn envoy(
     templates: &[PathBuf; 2],
     scenario: &Scenario,
 ) -> (Observed, Option<Vec<u8>>) {
-    let template = &templates[usize::from(scenario.http1_trailers)];
+    let (template, h2_port) = with_h2_port(&templates[usize::from(scenario.http1_trailers)]);
     let options = Options {
-        template: Some(template),
+        template: Some(&template),
         ..Options::default()
     };
     let envoy = Envoy::start_with(&scenario.config.to_string(), wasm, &options)
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
+    let _ = std::fs::remove_file(&template);
     let request = &scenario.request;
     let (response, certificate) = match &scenario.tls {
+        None if request.protocol == Protocol::Http2 => (request_h2(h2_port, request), None),
         Some(tls) => {
             let headers: Vec<(&str, &str)> = request
                 .headers
@@ -385,13 +452,18 @@ fn envoy(
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            let response = envoy.request_tls(&tls.client, &request.method, &request.path, &headers);
+            let response = envoy
+                .request_tls(&tls.client, &request.method, &request.path, &headers)
+                .map_err(|e| e.to_string());
             (
                 response,
                 Some(envoy.client_certificate_der(&tls.client).unwrap()),
             )
         }
-        None => (envoy.request_raw(&wire(request)), None),
+        None => (
+            envoy.request_raw(&wire(request)).map_err(|e| e.to_string()),
+            None,
+        ),
     };
     let deadline = Instant::now() + Duration::from_secs(5);
     while !envoy.log().contains("ACCESS ") && Instant::now() < deadline {
