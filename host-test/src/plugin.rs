@@ -965,10 +965,12 @@ impl Plugin {
             }
             return;
         }
+        let sends_trailers = !upstream.trailers.0.is_empty();
         stream.response_headers = Some(profile.upstream_response_headers(
             upstream.status,
             &upstream.headers.0,
             upstream.body.as_deref(),
+            sends_trailers,
         ));
         stream.response_details = Some("via_upstream".into());
         run.events = VecDeque::from([Event::Headers]);
@@ -980,7 +982,9 @@ impl Plugin {
             run.events.push_back(Event::UpstreamReset);
             return;
         }
-        let trailers = (!upstream.trailers.0.is_empty()).then(|| to_pairs(&upstream.trailers));
+        // The cluster's codec drops trailers unless it enables them.
+        let trailers =
+            (sends_trailers && profile.upstream_trailers).then(|| to_pairs(&upstream.trailers));
         let frames = profile.body_frames(
             upstream.body.as_deref().map(str::as_bytes),
             trailers.is_some(),
@@ -1029,6 +1033,19 @@ impl Plugin {
             .find(|(name, _)| name == b":status")
             .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse().ok());
         let mut client_headers = without_pseudo(&headers);
+        // The HTTP/1.1 codec writes its own `transfer-encoding` last.
+        if let Some(at) = client_headers
+            .0
+            .iter()
+            .position(|(name, _)| name.eq_ignore_ascii_case("transfer-encoding"))
+        {
+            let encoding = client_headers.0.remove(at);
+            client_headers.0.push(encoding);
+        }
+        // Trailers reach an HTTP/1.1 client only when its codec enables
+        // them.
+        let client_trailers =
+            stream.progress.protocol == Protocol::Http2 || self.info.profile.http1_trailers;
         if stream.response_headers.is_some()
             && client_headers.get("content-length").is_none()
             && run.passed.is_empty()
@@ -1044,6 +1061,7 @@ impl Plugin {
             trailers: stream
                 .response_trailers
                 .as_ref()
+                .filter(|_| client_trailers)
                 .map(to_headers)
                 .unwrap_or_default(),
             upstream: run.forwarded.take(),

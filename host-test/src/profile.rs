@@ -40,6 +40,12 @@ pub struct Profile {
     /// (`http_protocol_options.enable_trailers`). Defaults to false, as in
     /// Envoy: trailers are dropped and the body ends with an empty frame.
     pub http1_trailers: bool,
+    /// Whether the upstream cluster's HTTP/1.1 codec hands response
+    /// trailers on (`enable_trailers` in the cluster's
+    /// `HttpProtocolOptions`). Defaults to false, as in Envoy: an
+    /// upstream's trailers are dropped and its body ends with an empty
+    /// frame.
+    pub upstream_trailers: bool,
     /// The node, listener, route, cluster and upstream host the `xds.*` and
     /// `upstream.*` properties come from. Defaults to those of
     /// `tests/fidelity/envoy.yaml`.
@@ -169,6 +175,7 @@ impl Profile {
             route_timeouts: Vec::new(),
             local_address: "192.0.2.1".into(),
             http1_trailers: false,
+            upstream_trailers: false,
             xds: Xds::default(),
         }
     }
@@ -299,13 +306,15 @@ impl Profile {
 
     /// The response headers as the filter sees them arrive from upstream:
     /// `:status`, the upstream's headers, a `content-length` when the
-    /// upstream sent a body without one, and the router's
+    /// upstream sent a body without one (`transfer-encoding: chunked`
+    /// instead when it sends trailers, which need it), and the router's
     /// `x-envoy-upstream-service-time`.
     pub(crate) fn upstream_response_headers(
         &self,
         status: u16,
         headers: &[(String, String)],
         body: Option<&str>,
+        trailers: bool,
     ) -> Pairs {
         let mut pairs: Pairs = vec![(b":status".to_vec(), status.to_string().into_bytes())];
         for (name, value) in headers {
@@ -314,10 +323,15 @@ impl Profile {
                 value.as_bytes().to_vec(),
             ));
         }
-        let has_length = headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("content-length"));
-        if !has_length {
+        let has = |wanted: &str| {
+            headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case(wanted))
+        };
+        let has_length = has("content-length") || has("transfer-encoding");
+        if trailers && !has_length {
+            pairs.push((b"transfer-encoding".to_vec(), b"chunked".to_vec()));
+        } else if !has_length {
             let length = body.map_or(0, str::len);
             pairs.push((b"content-length".to_vec(), length.to_string().into_bytes()));
         }
@@ -712,8 +726,9 @@ impl StreamView<'_> {
     }
 
     /// The response headers Envoy's filter can read now; at `proxy_on_log`
-    /// with what the connection manager adds on the way out: `date`,
-    /// `server: envoy`, and `connection: close` for a client that asked.
+    /// as the connection manager leaves them on the way out: without
+    /// `transfer-encoding`, with `date`, `server: envoy`, and
+    /// `connection: close` for a client that asked.
     fn visible_response_headers(&self) -> Option<Pairs> {
         let progress = self.progress;
         let headers = self.response_headers?;
@@ -721,6 +736,9 @@ impl StreamView<'_> {
             return progress.response_headers_visible.then(|| headers.clone());
         }
         let mut pairs = headers.clone();
+        // The connection manager drops the upstream's `transfer-encoding`
+        // on the way out; the codec frames the body itself.
+        pairs.retain(|(name, _)| name != b"transfer-encoding");
         let now = self.progress.end_ns.unwrap_or(self.start_ns);
         set_in_place(&mut pairs, b"date", http_date(now));
         set_in_place(&mut pairs, b"server", "envoy".to_owned());

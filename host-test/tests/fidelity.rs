@@ -44,6 +44,11 @@ struct Scenario {
     /// harness's profile.
     #[serde(default)]
     http1_trailers: bool,
+    /// The harness's upstream cluster keeps response trailers
+    /// (`Profile::upstream_trailers`), as Envoy's `faulty_trailers` cluster
+    /// does for `/upstream/trailers-kept`.
+    #[serde(default)]
+    upstream_trailers: bool,
     /// Send the request over mutual TLS with this client certificate of
     /// examples/envoy/make-certs.sh; the harness gets the same certificate's
     /// fields as the request's connection.
@@ -217,6 +222,7 @@ fn harness(
             .vm_id("probe")
             .profile(Profile {
                 http1_trailers: scenario.http1_trailers,
+                upstream_trailers: scenario.upstream_trailers,
                 ..profile.clone()
             })
             .configuration(scenario.config.to_string())

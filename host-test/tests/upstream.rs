@@ -280,3 +280,80 @@ fn upstream_failures_read_from_yaml() {
         "{error}"
     );
 }
+
+/// What the probe sees of an upstream's response with trailers.
+fn trailers_probe() -> serde_json::Value {
+    serde_json::json!({
+        "response_headers": [{"op": "headers", "map": "response_headers"}],
+        "response_trailers": [{"op": "headers", "map": "response_trailers"}],
+        "log": [
+            {"op": "property", "path": ["response", "headers", "transfer-encoding"],
+             "as": "status"}
+        ]
+    })
+}
+
+fn with_trailers() -> UpstreamResponse {
+    UpstreamResponse {
+        headers: [("content-type", "text/plain")].into_iter().collect(),
+        body: Some("body".into()),
+        trailers: [("x-trailer", "t1")].into_iter().collect(),
+        ..UpstreamResponse::default()
+    }
+}
+
+#[test]
+fn upstream_trailers_are_dropped_unless_the_cluster_keeps_them() {
+    let mut plugin = plugin(trailers_probe());
+    let exchange = plugin
+        .send(Request::get("/").upstream(with_trailers()))
+        .unwrap();
+    exchange
+        .assert_body("body")
+        .assert_header("transfer-encoding", Some("chunked"));
+    assert!(exchange.outcome.trailers.0.is_empty());
+    assert_eq!(
+        messages(&exchange),
+        [
+            "request_headers: end_of_stream = true",
+            "response_headers: end_of_stream = false",
+            "response_headers: headers response_headers = :status=200, \
+             content-type=text/plain, transfer-encoding=chunked, \
+             x-envoy-upstream-service-time=0",
+            "response_body: size = 4 end_of_stream = false",
+            "response_body: size = 0 end_of_stream = true",
+            "log: stream ends",
+            "log: property response.headers.transfer-encoding = status 1, 0 bytes",
+        ]
+    );
+}
+
+#[test]
+fn a_cluster_that_keeps_trailers_hands_them_to_the_filter() {
+    let wasm = testing::build_filter("probe").unwrap();
+    let filter = Engine::new().unwrap().load_file(wasm).unwrap();
+    let profile = Profile {
+        upstream_trailers: true,
+        ..Profile::envoy()
+    };
+    let mut plugin = filter
+        .plugin()
+        .profile(profile)
+        .configuration(trailers_probe().to_string())
+        .start()
+        .unwrap();
+    let exchange = plugin
+        .send(Request::get("/").upstream(with_trailers()))
+        .unwrap();
+    // An HTTP/1.1 client without `enable_trailers` gets none.
+    assert!(exchange.outcome.trailers.0.is_empty());
+    let logs = messages(&exchange);
+    assert_eq!(
+        logs[3..6],
+        [
+            "response_body: size = 4 end_of_stream = false",
+            "response_trailers: count = 1",
+            "response_trailers: headers response_trailers = x-trailer=t1",
+        ]
+    );
+}

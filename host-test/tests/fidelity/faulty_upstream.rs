@@ -8,6 +8,9 @@
 //!   body (`part`), then closes the connection;
 //! - `/upstream/late...`: waits 100 ms, then answers `200` with
 //!   `content-type: text/plain` and the body `late`;
+//! - `/upstream/trailers...`: answers `200` with `content-type:
+//!   text/plain`, the body `body` chunked, and the trailer
+//!   `x-trailer: t1`;
 //! - anything else: closes the connection.
 //!
 //! Scenarios on these paths describe the same upstream to the harness in
@@ -97,6 +100,12 @@ fn answer(mut connection: TcpStream) {
         let _ = connection.write_all(partial.as_bytes());
         // Let Envoy read the part before the connection closes.
         std::thread::sleep(Duration::from_millis(50));
+    } else if path.starts_with("/upstream/trailers") {
+        let chunked = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\
+                       transfer-encoding: chunked\r\n\r\n\
+                       4\r\nbody\r\n0\r\nx-trailer: t1\r\n\r\n";
+        let _ = connection.write_all(chunked.as_bytes());
+        std::thread::sleep(Duration::from_millis(200));
     } else if path.starts_with("/upstream/late") {
         std::thread::sleep(Duration::from_millis(100));
         let late = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\
