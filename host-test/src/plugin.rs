@@ -449,16 +449,15 @@ impl Plugin {
         let context = vm.next_context();
         let id = StreamId { worker, context };
         let profile = &self.info.profile;
+        let request_headers = profile.request_headers(&request, context);
+        let chunked = profile.upstream_chunked(&request, &request_headers);
         let stream = Stream {
-            request_headers: profile.request_headers(&request, context),
+            request_headers,
             connection: request.connection.clone(),
             start_ns: self.world.now_ns(),
             overrides,
             upstream: request.upstream.clone(),
-            chunked: request
-                .headers
-                .get("transfer-encoding")
-                .is_some_and(|te| te.contains("chunked")),
+            chunked,
             progress: Progress {
                 // HTTP/2 has no `connection` header.
                 client_closes: request.protocol == Protocol::Http1

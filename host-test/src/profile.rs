@@ -256,6 +256,22 @@ impl Profile {
         pairs
     }
 
+    /// Whether the request goes upstream chunked: the client sent it
+    /// chunked, or (over HTTP/2) its headers did not end the stream and
+    /// carried no `content-length`, as for trailers without a body.
+    pub(crate) fn upstream_chunked(&self, request: &Request, headers: &Pairs) -> bool {
+        let sent_chunked = request
+            .headers
+            .get("transfer-encoding")
+            .is_some_and(|te| te.contains("chunked"));
+        let more = request.body.as_ref().is_some_and(|body| !body.is_empty())
+            || !request.trailers.0.is_empty();
+        let unknown_length = request.protocol == Protocol::Http2
+            && more
+            && header(headers, "content-length").is_none();
+        sent_chunked || unknown_length
+    }
+
     /// The headers of an HTTP callout as the upstream receives them: the
     /// filter's, then `x-envoy-internal: true` and the router's timeout.
     pub(crate) fn callout_headers(&self, headers: &Pairs, timeout_ms: u32) -> Pairs {

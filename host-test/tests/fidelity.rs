@@ -386,8 +386,35 @@ fn with_h2_port(template: &Path) -> (PathBuf, u16) {
 
 /// Sends the request over HTTP/2 with prior knowledge, with curl, which
 /// sends the scenario's headers and no others of its own (no
-/// `user-agent`, `accept` or form `content-type`).
+/// `user-agent`, `accept` or form `content-type`); with trailers, which
+/// curl cannot send, with `fidelity/h2_client.py`.
 fn request_h2(port: u16, request: &Request) -> Result<Response, String> {
+    let output = if request.trailers.0.is_empty() {
+        curl_h2(port, request)?
+    } else {
+        python_h2(port, request)?
+    };
+    let text = String::from_utf8_lossy(&output);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("no status in `{head}`"))?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    Ok(Response {
+        status,
+        headers,
+        body: body.as_bytes().to_vec(),
+    })
+}
+
+/// Runs curl with `--http2-prior-knowledge`; its output, with `--include`.
+fn curl_h2(port: u16, request: &Request) -> Result<Vec<u8>, String> {
     let mut curl = std::process::Command::new("curl");
     curl.args([
         "--silent",
@@ -414,23 +441,35 @@ fn request_h2(port: u16, request: &Request) -> Result<Response, String> {
     if !output.status.success() {
         return Err(format!("curl: {}", String::from_utf8_lossy(&output.stderr)));
     }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("no status in `{head}`"))?;
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    Ok(Response {
-        status,
-        headers,
-        body: body.as_bytes().to_vec(),
-    })
+    Ok(output.stdout)
+}
+
+/// Runs `fidelity/h2_client.py` with the project's Python (under
+/// `timeout`), the request as JSON on its standard input.
+fn python_h2(port: u16, request: &Request) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/h2_client.py");
+    let python = testing::workspace_root().join(".venv/bin/python");
+    let mut child = std::process::Command::new("timeout")
+        .arg("20")
+        .arg(python)
+        .arg(script)
+        .arg(port.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running the h2 client: {e}"))?;
+    let json = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&json).map_err(|e| e.to_string())?;
+    }
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(format!("h2 client: {stderr}"));
+    }
+    Ok(output.stdout)
 }
 
 /// Runs a scenario in Envoy; also returns the client certificate a TLS
