@@ -121,3 +121,19 @@ fn the_protocol_reads_from_yaml() {
         "{error}"
     );
 }
+
+#[test]
+fn trailers_without_a_body_go_upstream_chunked() {
+    let mut plugin = plugin(serde_json::json!({}));
+    let request = Request::new("POST", "/")
+        .trailer("x-checksum", "abc")
+        .protocol(Protocol::Http2);
+    let exchange = plugin.send(request).unwrap();
+    exchange
+        .assert_upstream_header("transfer-encoding", Some("chunked"))
+        .assert_upstream_header("content-length", None);
+    let over_http1 = plugin.send(Request::new("POST", "/")).unwrap();
+    over_http1
+        .assert_upstream_header("transfer-encoding", None)
+        .assert_upstream_header("content-length", Some("0"));
+}
