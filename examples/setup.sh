@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 ENVOY_VERSION=1.40.0
 WASMTIME_PY_VERSION=50.0.1
 GRPCIO_VERSION=1.85.1
+H2_PY_VERSION=4.3.0
 
 rustup target list --installed | grep -qx wasm32-wasip1 \
   || rustup target add wasm32-wasip1
@@ -36,6 +37,12 @@ fi
 .venv/bin/python -c 'import grpc' 2> /dev/null \
   || .venv/bin/pip install --quiet --disable-pip-version-check \
     "grpcio==$GRPCIO_VERSION"
+
+# The HTTP/2 client that sends trailers for the fidelity corpus
+# (host-test/tests/fidelity/h2_client.py).
+.venv/bin/python -c 'import h2' 2> /dev/null \
+  || .venv/bin/pip install --quiet --disable-pip-version-check \
+    "h2==$H2_PY_VERSION"
 
 # curl and jq for the demo; a C++ compiler for libFuzzer (plugin/fuzz).
 missing=()

@@ -41,7 +41,10 @@ COMMANDS:
             lines. Works for any proxy-wasm filter. REQUEST is a JSON or
             YAML file (`-` reads standard input) with the fields method,
             path, authority, scheme, headers, body, trailers, properties,
-            connection, time and upstream; every field has a default.
+            connection, time, upstream (its answer, delay_ms, or failure:
+            refused, reset_before_response, reset_after_response_started,
+            no_answer) and protocol (http1, http2); every field has a
+            default.
     test    Run every test case file (*.yaml, *.yml, *.json) under DIR
             through warden.wasm. Prints each failure with what was expected
             and what happened, then `N passed, M failed`. Exits 1 if any case

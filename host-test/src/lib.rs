@@ -61,5 +61,7 @@ pub use plugin::connection::{
 };
 pub use plugin::{FailurePolicy, Plugin, PluginBuilder, StreamId};
 pub use profile::Profile;
-pub use request::{Connection, Headers, PeerCertificate, Request, Tls, UpstreamResponse};
+pub use request::{
+    Connection, Headers, PeerCertificate, Protocol, Request, Tls, UpstreamFailure, UpstreamResponse,
+};
 pub use world::World;

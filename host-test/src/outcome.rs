@@ -23,6 +23,11 @@ pub enum Disposition {
     /// The filter reset the stream (`proxy_close_stream`): the client got
     /// no response.
     Reset,
+    /// The upstream failed (see
+    /// [`UpstreamFailure`](crate::request::UpstreamFailure)): Envoy's router
+    /// answered for it, or, when the response had started, the client got
+    /// what the upstream sent before the stream was reset.
+    UpstreamFailed,
 }
 
 /// One line the filter logged.
@@ -53,7 +58,8 @@ pub struct Outcome {
     /// The status the client received; absent when the stream stalled.
     pub status: Option<u16>,
     /// Envoy's response code details: `via_upstream` for a forwarded
-    /// request, the filter's details for a local response.
+    /// request, the filter's details for a local response, the router's
+    /// (such as `response_timeout`) when the upstream failed.
     pub details: String,
     /// Response headers the client received, `:status` excluded.
     pub headers: Headers,

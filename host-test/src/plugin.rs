@@ -23,7 +23,7 @@ use crate::grpc::GrpcAnswer;
 use crate::host::{CallResponse, CalloutAnswer, PluginInfo, Stream};
 use crate::outcome::{Disposition, Forwarded, LogLine, Outcome};
 use crate::profile::{Progress, encode_override};
-use crate::request::{Headers, Request};
+use crate::request::{Headers, Protocol, Request, UpstreamFailure};
 use crate::transcript::{Entry, Transcript};
 use crate::vm::Vm;
 use crate::world::World;
@@ -235,6 +235,21 @@ enum Event {
     Headers,
     Data(Vec<u8>, bool),
     Trailers(Pairs),
+    /// The upstream closed the connection after its response started: the
+    /// stream is reset and ends.
+    UpstreamReset,
+}
+
+/// Where a stream waiting for its upstream stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UpstreamWait {
+    /// The upstream's answer is due now.
+    Due,
+    /// The clock moved to the answer; what fell due on the way was
+    /// delivered and may have answered the stream.
+    Waited,
+    /// The answer lies ahead and the harness may not move the clock.
+    Blocked,
 }
 
 #[derive(Debug)]
@@ -253,6 +268,9 @@ struct Run {
     /// The body that went on past the filter, per direction.
     passed: Vec<u8>,
     forwarded: Option<Forwarded>,
+    /// When the upstream answers (or fails), in the plugin's clock, once
+    /// the whole request has passed the filter.
+    upstream_due: Option<u64>,
     disposition: Disposition,
     reply_sent: bool,
     logs: Vec<LogLine>,
@@ -313,10 +331,12 @@ fn headers_paused(result: std::result::Result<i32, crate::vm::Trap>) -> bool {
 /// The request's events: headers, then the codec's body frames, then
 /// trailers if the codec delivers them.
 fn request_events(profile: &crate::profile::Profile, request: &Request) -> VecDeque<Event> {
-    let trailers = profile.http1_trailers && !request.trailers.0.is_empty();
+    let delivered = profile.delivers_request_trailers(request.protocol);
+    let trailers = delivered && !request.trailers.0.is_empty();
     let mut events = VecDeque::from([Event::Headers]);
     events.extend(body_events(
         profile,
+        request.protocol,
         request.body.as_deref(),
         &request.body_chunks,
         trailers,
@@ -332,12 +352,13 @@ fn request_events(profile: &crate::profile::Profile, request: &Request) -> VecDe
 /// stream unless trailers do.
 fn body_events(
     profile: &crate::profile::Profile,
+    protocol: Protocol,
     body: Option<&str>,
     chunks: &[String],
     trailers: bool,
 ) -> Vec<Event> {
     if chunks.is_empty() {
-        let frames = profile.body_frames(body.map(str::as_bytes), trailers);
+        let frames = profile.request_body_frames(protocol, body.map(str::as_bytes), trailers);
         return frames
             .into_iter()
             .map(|(chunk, eos)| Event::Data(chunk, eos))
@@ -348,8 +369,11 @@ fn body_events(
         .filter(|chunk| !chunk.is_empty())
         .map(|chunk| Event::Data(chunk.clone().into_bytes(), false))
         .collect();
-    if !trailers {
-        events.push(Event::Data(Vec::new(), true));
+    match (protocol, events.last_mut()) {
+        // HTTP/2's last data frame ends the stream unless trailers follow.
+        (Protocol::Http2, Some(Event::Data(_, eos))) => *eos = !trailers,
+        _ if !trailers => events.push(Event::Data(Vec::new(), true)),
+        _ => {}
     }
     events
 }
@@ -517,21 +541,23 @@ impl Plugin {
         let context = vm.next_context();
         let id = StreamId { worker, context };
         let profile = &self.info.profile;
+        let request_headers = profile.request_headers(&request, context);
+        let chunked = profile.upstream_chunked(&request, &request_headers);
         let stream = Stream {
-            request_headers: profile.request_headers(&request, context),
+            request_headers,
             connection: request.connection.clone(),
             start_ns: self.world.now_ns(),
             overrides,
             upstream: request.upstream.clone(),
-            chunked: request
-                .headers
-                .get("transfer-encoding")
-                .is_some_and(|te| te.contains("chunked")),
+            chunked,
             progress: Progress {
-                client_closes: request
-                    .headers
-                    .get("connection")
-                    .is_some_and(|value| value.eq_ignore_ascii_case("close")),
+                // HTTP/2 has no `connection` header.
+                client_closes: request.protocol == Protocol::Http1
+                    && request
+                        .headers
+                        .get("connection")
+                        .is_some_and(|value| value.eq_ignore_ascii_case("close")),
+                protocol: request.protocol,
                 ..Progress::default()
             },
             ..Stream::default()
@@ -547,6 +573,7 @@ impl Plugin {
             buffering: false,
             passed: Vec::new(),
             forwarded: None,
+            upstream_due: None,
             disposition: Disposition::Forwarded,
             reply_sent: false,
             logs: Vec::new(),
@@ -684,12 +711,23 @@ impl Plugin {
                 Phase::Request => StreamType::Request,
                 Phase::Response => StreamType::Response,
                 Phase::Upstream => {
-                    self.forward(id, run);
-                    self.deliver_due();
+                    match self.wait_for_upstream(id, run, pump) {
+                        UpstreamWait::Due => {
+                            self.forward(id, run);
+                            self.deliver_due();
+                        }
+                        UpstreamWait::Waited => {}
+                        UpstreamWait::Blocked => return None,
+                    }
                     continue;
                 }
                 Phase::Complete => return Some(self.complete(id, run)),
             };
+            if run.waiting && run.events.contains(&Event::UpstreamReset) {
+                // The upstream's reset does not wait for the filter.
+                self.upstream_reset(id, run);
+                continue;
+            }
             if run.waiting {
                 if self.take_resume(id, direction) {
                     self.release(id, run, direction);
@@ -717,6 +755,42 @@ impl Plugin {
             }
         }
         None
+    }
+
+    /// Whether the upstream's answer (or failure) is due. While it is not,
+    /// and the harness may move the clock, delivers what falls due before
+    /// it (which may answer the stream another way) and moves the clock to
+    /// it.
+    fn wait_for_upstream(&mut self, id: StreamId, run: &mut Run, pump: bool) -> UpstreamWait {
+        let now = self.world.now_ns();
+        let due = match run.upstream_due {
+            Some(due) => due,
+            None => {
+                let profile = self.info.profile.clone();
+                let delay_ms = self.stream(id).map_or(0, |stream| {
+                    profile
+                        .upstream_plan(&stream.upstream, &stream.request_headers)
+                        .0
+                });
+                let due = now.saturating_add(delay_ms.saturating_mul(1_000_000));
+                *run.upstream_due.insert(due)
+            }
+        };
+        if now >= due {
+            return UpstreamWait::Due;
+        }
+        if !pump {
+            return UpstreamWait::Blocked;
+        }
+        for _ in 0..MAX_STEPS {
+            if !self.pump(due) {
+                break;
+            }
+        }
+        if self.world.now_ns() < due {
+            self.world.set_now_ns(due);
+        }
+        UpstreamWait::Waited
     }
 
     /// While the request travels to the upstream and back, Envoy's event
@@ -865,6 +939,7 @@ impl Plugin {
                     self.note_sent(id, run);
                 }
             }
+            Event::UpstreamReset => self.upstream_reset(id, run),
             Event::Trailers(pairs) => {
                 let count = pairs.len();
                 if let Some(stream) = self.stream(id) {
@@ -936,7 +1011,7 @@ impl Plugin {
     }
 
     /// The request reaches the upstream, which answers with the scripted
-    /// response.
+    /// response, or fails as scripted and the router answers for it.
     fn forward(&mut self, id: StreamId, run: &mut Run) {
         let profile = self.info.profile.clone();
         let body = std::mem::take(&mut run.passed);
@@ -961,18 +1036,63 @@ impl Plugin {
                 .unwrap_or_default(),
         };
         let upstream = stream.upstream.clone();
+        let (_, failure) = profile.upstream_plan(&upstream, &stream.request_headers);
+        stream.response_body.clear();
+        stream.response_trailers = None;
+        if run.transcript.is_enabled() {
+            run.transcript.push(Entry::Note(match failure {
+                Some(UpstreamFailure::Refused) => "upstream refuses the connection".to_owned(),
+                _ => format!(
+                    "upstream receives {} {}",
+                    run.request.method,
+                    forwarded.headers.get(":path").unwrap_or_default()
+                ),
+            }));
+        }
+        if failure != Some(UpstreamFailure::Refused) {
+            run.forwarded = Some(forwarded);
+        }
+        if let Some(reply) = failure.and_then(|failure| profile.router_reply(failure)) {
+            // The router answers for the upstream; its reply passes through
+            // the filter's response callbacks.
+            stream.progress.upstream_failure = failure;
+            stream.response_headers =
+                Some(profile.local_reply_headers(reply.status, reply.body.as_bytes(), &Vec::new()));
+            stream.response_details = Some(reply.details.to_owned());
+            run.disposition = Disposition::UpstreamFailed;
+            run.events = VecDeque::from([
+                Event::Headers,
+                Event::Data(reply.body.as_bytes().to_vec(), true),
+            ]);
+            if run.transcript.is_enabled() {
+                let note = format!("upstream fails: the router answers {}", reply.status);
+                run.transcript.push(Entry::Note(note));
+            }
+            return;
+        }
+        let sends_trailers = !upstream.trailers.0.is_empty();
         stream.response_headers = Some(profile.upstream_response_headers(
             upstream.status,
             &upstream.headers.0,
             upstream.body.as_deref(),
+            sends_trailers,
         ));
-        stream.response_body.clear();
-        stream.response_trailers = None;
         stream.response_details = Some("via_upstream".into());
-        let trailers = (!upstream.trailers.0.is_empty()).then(|| to_pairs(&upstream.trailers));
         run.events = VecDeque::from([Event::Headers]);
+        if failure == Some(UpstreamFailure::ResetAfterResponseStarted) {
+            // What was sent before the reset, then the reset.
+            if let Some(body) = upstream.body.filter(|body| !body.is_empty()) {
+                run.events.push_back(Event::Data(body.into_bytes(), false));
+            }
+            run.events.push_back(Event::UpstreamReset);
+            return;
+        }
+        // The cluster's codec drops trailers unless it enables them.
+        let trailers =
+            (sends_trailers && profile.upstream_trailers).then(|| to_pairs(&upstream.trailers));
         run.events.extend(body_events(
             &profile,
+            Protocol::Http1,
             upstream.body.as_deref(),
             &upstream.body_chunks,
             trailers.is_some(),
@@ -980,14 +1100,25 @@ impl Plugin {
         if let Some(trailers) = trailers {
             run.events.push_back(Event::Trailers(trailers));
         }
-        if run.transcript.is_enabled() {
-            run.transcript.push(Entry::Note(format!(
-                "upstream receives {} {}",
-                run.request.method,
-                forwarded.headers.get(":path").unwrap_or_default()
-            )));
+    }
+
+    /// The upstream closed the connection mid-response: what the filter
+    /// still buffers is lost, and the stream ends reset.
+    fn upstream_reset(&mut self, id: StreamId, run: &mut Run) {
+        let details = self.info.profile.reset_after_response_details();
+        if let Some(stream) = self.stream(id) {
+            stream.progress.upstream_failure = Some(UpstreamFailure::ResetAfterResponseStarted);
+            stream.response_details = Some(details.to_owned());
+            stream.response_body.clear();
         }
-        run.forwarded = Some(forwarded);
+        run.buffering = false;
+        run.waiting = false;
+        run.events.clear();
+        run.disposition = Disposition::UpstreamFailed;
+        if run.transcript.is_enabled() {
+            let note = "upstream closes the connection mid-response: the stream is reset";
+            run.transcript.push(Entry::Note(note.to_owned()));
+        }
     }
 
     fn complete(&mut self, id: StreamId, run: &mut Run) -> Outcome {
@@ -1005,6 +1136,19 @@ impl Plugin {
             .find(|(name, _)| name == b":status")
             .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse().ok());
         let mut client_headers = without_pseudo(&headers);
+        // The HTTP/1.1 codec writes its own `transfer-encoding` last.
+        if let Some(at) = client_headers
+            .0
+            .iter()
+            .position(|(name, _)| name.eq_ignore_ascii_case("transfer-encoding"))
+        {
+            let encoding = client_headers.0.remove(at);
+            client_headers.0.push(encoding);
+        }
+        // Trailers reach an HTTP/1.1 client only when its codec enables
+        // them.
+        let client_trailers =
+            stream.progress.protocol == Protocol::Http2 || self.info.profile.http1_trailers;
         if stream.response_headers.is_some()
             && client_headers.get("content-length").is_none()
             && run.passed.is_empty()
@@ -1020,6 +1164,7 @@ impl Plugin {
             trailers: stream
                 .response_trailers
                 .as_ref()
+                .filter(|_| client_trailers)
                 .map(to_headers)
                 .unwrap_or_default(),
             upstream: run.forwarded.take(),
@@ -1107,6 +1252,7 @@ impl Plugin {
                     }
                 }
                 Event::Headers => {}
+                Event::UpstreamReset => self.upstream_reset(id, run),
             }
         }
         let stream = self.take_stream(id);

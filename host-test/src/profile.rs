@@ -9,7 +9,7 @@
 use crate::abi::{Pairs, Status, encode_pairs};
 use std::collections::BTreeMap;
 
-use crate::request::{Connection, Request};
+use crate::request::{Connection, Protocol, Request, UpstreamFailure, UpstreamResponse};
 
 mod xds;
 
@@ -24,8 +24,16 @@ pub use xds::{
 pub struct Profile {
     /// The proxy imitated, for reports.
     pub name: &'static str,
-    /// The route timeout the router announces upstream, in milliseconds.
+    /// The route timeout, in milliseconds: the router announces it
+    /// upstream and answers `504` when the upstream has not answered
+    /// within it. Defaults to Envoy's 15000. 0, Envoy's "no timeout", is
+    /// not modelled: an upstream that never answers times out at once.
     pub route_timeout_ms: u64,
+    /// Routes with a timeout of their own, by path prefix: the first whose
+    /// prefix starts the request's path sets its timeout in place of
+    /// `route_timeout_ms`. Defaults to none. Only the timeout is per
+    /// route; the `xds.*` properties come from `xds` whatever the path.
+    pub route_timeouts: Vec<RouteTimeout>,
     /// The proxy's own address, which Envoy appends to `x-forwarded-for`
     /// for clients on loopback. Defaults to `192.0.2.1`; the fidelity
     /// corpus sets the machine's address.
@@ -34,10 +42,47 @@ pub struct Profile {
     /// (`http_protocol_options.enable_trailers`). Defaults to false, as in
     /// Envoy: trailers are dropped and the body ends with an empty frame.
     pub http1_trailers: bool,
+    /// Whether the upstream cluster's HTTP/1.1 codec hands response
+    /// trailers on (`enable_trailers` in the cluster's
+    /// `HttpProtocolOptions`). Defaults to false, as in Envoy: an
+    /// upstream's trailers are dropped and its body ends with an empty
+    /// frame.
+    pub upstream_trailers: bool,
     /// The node, listener, route, cluster and upstream host the `xds.*` and
     /// `upstream.*` properties come from. Defaults to those of
     /// `tests/fidelity/envoy.yaml`.
     pub xds: Xds,
+}
+
+/// A route's own timeout, matched by path prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteTimeout {
+    /// The path prefix the route matches, as Envoy's `match.prefix`.
+    pub prefix: String,
+    /// The route's `timeout`, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// What Envoy's router does when the main request's upstream fails
+/// before the response starts: its own reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RouterReply {
+    pub(crate) status: u32,
+    pub(crate) body: &'static str,
+    pub(crate) details: &'static str,
+}
+
+/// Envoy's response flags (`%RESPONSE_FLAGS%`) as bits of the
+/// `response.flags` property, for the failures the harness models.
+pub mod response_flags {
+    /// `UT`: the upstream did not answer within the route timeout.
+    pub const UPSTREAM_REQUEST_TIMEOUT: u64 = 1 << 2;
+    /// `UF`: the connection to the upstream failed.
+    pub const UPSTREAM_CONNECTION_FAILURE: u64 = 1 << 5;
+    /// `UC`: the upstream closed the connection.
+    pub const UPSTREAM_CONNECTION_TERMINATION: u64 = 1 << 6;
+    /// `UPE`: the upstream broke the HTTP protocol (a body cut short).
+    pub const UPSTREAM_PROTOCOL_ERROR: u64 = 1 << 23;
 }
 
 impl Default for Profile {
@@ -91,6 +136,10 @@ pub(crate) struct Progress {
     /// The client asked to close the connection after the response
     /// (`connection: close`), so Envoy adds the same to the response.
     pub(crate) client_closes: bool,
+    /// How the upstream failed, once the router has seen it fail.
+    pub(crate) upstream_failure: Option<UpstreamFailure>,
+    /// The protocol the client speaks, for `request.protocol`.
+    pub(crate) protocol: Protocol,
 }
 
 /// A property lookup's result before encoding.
@@ -125,8 +174,10 @@ impl Profile {
         Profile {
             name: "envoy-1.40",
             route_timeout_ms: 15_000,
+            route_timeouts: Vec::new(),
             local_address: "192.0.2.1".into(),
             http1_trailers: false,
+            upstream_trailers: false,
             xds: Xds::default(),
         }
     }
@@ -145,18 +196,22 @@ impl Profile {
     pub(crate) fn request_headers(&self, request: &Request, stream_id: u32) -> Pairs {
         let client_ip = ip_of(&request.connection.source);
         let internal = is_internal(client_ip);
-        let mut pairs: Pairs = vec![
-            (
-                b":authority".to_vec(),
-                request.authority.as_bytes().to_vec(),
-            ),
-            (
-                b":path".to_vec(),
-                normalize_path(&request.path).into_bytes(),
-            ),
-            (b":method".to_vec(), request.method.as_bytes().to_vec()),
-            (b":scheme".to_vec(), request.scheme.as_bytes().to_vec()),
-        ];
+        let authority = (
+            b":authority".to_vec(),
+            request.authority.as_bytes().to_vec(),
+        );
+        let path = (
+            b":path".to_vec(),
+            normalize_path(&request.path).into_bytes(),
+        );
+        let method = (b":method".to_vec(), request.method.as_bytes().to_vec());
+        let scheme = (b":scheme".to_vec(), request.scheme.as_bytes().to_vec());
+        // HTTP/1.1 has Envoy build the pseudo-headers; HTTP/2 has them in
+        // the order the client sent them, curl's.
+        let mut pairs: Pairs = match request.protocol {
+            Protocol::Http1 => vec![authority, path, method, scheme],
+            Protocol::Http2 => vec![method, path, scheme, authority],
+        };
         for (name, value) in &request.headers.0 {
             let name = name.to_ascii_lowercase();
             let hop_by_hop = name == "transfer-encoding" || name == "connection";
@@ -203,6 +258,22 @@ impl Profile {
         pairs
     }
 
+    /// Whether the request goes upstream chunked: the client sent it
+    /// chunked, or (over HTTP/2) its headers did not end the stream and
+    /// carried no `content-length`, as for trailers without a body.
+    pub(crate) fn upstream_chunked(&self, request: &Request, headers: &Pairs) -> bool {
+        let sent_chunked = request
+            .headers
+            .get("transfer-encoding")
+            .is_some_and(|te| te.contains("chunked"));
+        let more = request.body.as_ref().is_some_and(|body| !body.is_empty())
+            || !request.trailers.0.is_empty();
+        let unknown_length = request.protocol == Protocol::Http2
+            && more
+            && header(headers, "content-length").is_none();
+        sent_chunked || unknown_length
+    }
+
     /// The headers of an HTTP callout as the upstream receives them: the
     /// filter's, then `x-envoy-internal: true` and the router's timeout.
     pub(crate) fn callout_headers(&self, headers: &Pairs, timeout_ms: u32) -> Pairs {
@@ -229,9 +300,10 @@ impl Profile {
         body: &[u8],
     ) -> Pairs {
         let mut pairs = headers.clone();
+        let path = header(headers, ":path").unwrap_or_default();
         pairs.push((
             b"x-envoy-expected-rq-timeout-ms".to_vec(),
-            self.route_timeout_ms.to_string().into_bytes(),
+            self.route_timeout_for(path).to_string().into_bytes(),
         ));
         let has = |name: &[u8]| pairs.iter().any(|(key, _)| key == name);
         let method = pairs
@@ -252,13 +324,15 @@ impl Profile {
 
     /// The response headers as the filter sees them arrive from upstream:
     /// `:status`, the upstream's headers, a `content-length` when the
-    /// upstream sent a body without one, and the router's
+    /// upstream sent a body without one (`transfer-encoding: chunked`
+    /// instead when it sends trailers, which need it), and the router's
     /// `x-envoy-upstream-service-time`.
     pub(crate) fn upstream_response_headers(
         &self,
         status: u16,
         headers: &[(String, String)],
         body: Option<&str>,
+        trailers: bool,
     ) -> Pairs {
         let mut pairs: Pairs = vec![(b":status".to_vec(), status.to_string().into_bytes())];
         for (name, value) in headers {
@@ -267,12 +341,15 @@ impl Profile {
                 value.as_bytes().to_vec(),
             ));
         }
-        // A chunked response carries no length.
-        let has_length = headers.iter().any(|(name, _)| {
-            name.eq_ignore_ascii_case("content-length")
-                || name.eq_ignore_ascii_case("transfer-encoding")
-        });
-        if !has_length {
+        let has = |wanted: &str| {
+            headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case(wanted))
+        };
+        let has_length = has("content-length") || has("transfer-encoding");
+        if trailers && !has_length {
+            pairs.push((b"transfer-encoding".to_vec(), b"chunked".to_vec()));
+        } else if !has_length {
             let length = body.map_or(0, str::len);
             pairs.push((b"content-length".to_vec(), length.to_string().into_bytes()));
         }
@@ -301,6 +378,33 @@ impl Profile {
         pairs
     }
 
+    /// How Envoy's codec hands a client's body to filters. HTTP/1.1: the
+    /// data, then an empty frame that ends the stream; with trailers, the
+    /// data alone and the trailers end the stream. No body and no
+    /// trailers: no frames, the headers end the stream.
+    pub(crate) fn request_body_frames(
+        &self,
+        protocol: Protocol,
+        body: Option<&[u8]>,
+        trailers: bool,
+    ) -> Vec<(Vec<u8>, bool)> {
+        match protocol {
+            Protocol::Http1 => self.body_frames(body, trailers),
+            // HTTP/2: the last data frame ends the stream, unless trailers
+            // follow.
+            Protocol::Http2 => match body.filter(|body| !body.is_empty()) {
+                Some(body) => vec![(body.to_vec(), !trailers)],
+                None => Vec::new(),
+            },
+        }
+    }
+
+    /// Whether the codec hands the client's trailers to filters: HTTP/2's
+    /// always does, HTTP/1.1's only with `http1_trailers`.
+    pub(crate) fn delivers_request_trailers(&self, protocol: Protocol) -> bool {
+        protocol == Protocol::Http2 || self.http1_trailers
+    }
+
     /// How Envoy's HTTP/1.1 codec hands a body to filters: the data, then
     /// an empty frame that ends the stream; with trailers, the data alone
     /// and the trailers end the stream. No body and no trailers: no frames,
@@ -310,6 +414,76 @@ impl Profile {
             (Some(body), false) => vec![(body.to_vec(), false), (Vec::new(), true)],
             (Some(body), true) => vec![(body.to_vec(), false)],
             (None, _) => Vec::new(),
+        }
+    }
+
+    /// The timeout of the route a path takes: the first of
+    /// `route_timeouts` whose prefix starts it, else `route_timeout_ms`.
+    pub(crate) fn route_timeout_for(&self, path: &[u8]) -> u64 {
+        self.route_timeouts
+            .iter()
+            .find(|route| path.starts_with(route.prefix.as_bytes()))
+            .map_or(self.route_timeout_ms, |route| route.timeout_ms)
+    }
+
+    /// The reply Envoy's router sends when the upstream fails before its
+    /// response starts, as measured against Envoy 1.40 with an HTTP/1.1
+    /// upstream; `None` once the response has started, when the router
+    /// resets the stream instead.
+    pub(crate) fn router_reply(&self, failure: UpstreamFailure) -> Option<RouterReply> {
+        Some(match failure {
+            UpstreamFailure::Refused => RouterReply {
+                status: 503,
+                body: "upstream connect error or disconnect/reset before headers. \
+                       reset reason: remote connection failure",
+                details: "upstream_reset_before_response_started\
+                          {remote_connection_failure|delayed_connect_error:_Connection_refused}",
+            },
+            UpstreamFailure::ResetBeforeResponse => RouterReply {
+                status: 503,
+                body: "upstream connect error or disconnect/reset before headers. \
+                       reset reason: connection termination",
+                details: "upstream_reset_before_response_started{connection_termination}",
+            },
+            UpstreamFailure::NoAnswer => RouterReply {
+                status: 504,
+                body: "upstream request timeout",
+                details: "response_timeout",
+            },
+            UpstreamFailure::ResetAfterResponseStarted => return None,
+        })
+    }
+
+    /// When the upstream answers, in milliseconds after the request reached
+    /// it, and whether it fails: an answer due at or past the route's
+    /// timeout never comes, and the router times out.
+    pub(crate) fn upstream_plan(
+        &self,
+        upstream: &UpstreamResponse,
+        request_headers: &Pairs,
+    ) -> (u64, Option<UpstreamFailure>) {
+        let path = header(request_headers, ":path").unwrap_or_default();
+        let timeout = self.route_timeout_for(path);
+        match upstream.failure {
+            Some(UpstreamFailure::NoAnswer) => (timeout, Some(UpstreamFailure::NoAnswer)),
+            _ if upstream.delay_ms >= timeout => (timeout, Some(UpstreamFailure::NoAnswer)),
+            failure => (upstream.delay_ms, failure),
+        }
+    }
+
+    /// The response code details of a stream the upstream reset after its
+    /// response started.
+    pub(crate) fn reset_after_response_details(&self) -> &'static str {
+        "upstream_reset_after_response_started{protocol_error}"
+    }
+
+    /// The response flags a failure raises.
+    fn failure_flags(&self, failure: UpstreamFailure) -> u64 {
+        match failure {
+            UpstreamFailure::Refused => response_flags::UPSTREAM_CONNECTION_FAILURE,
+            UpstreamFailure::ResetBeforeResponse => response_flags::UPSTREAM_CONNECTION_TERMINATION,
+            UpstreamFailure::ResetAfterResponseStarted => response_flags::UPSTREAM_PROTOCOL_ERROR,
+            UpstreamFailure::NoAnswer => response_flags::UPSTREAM_REQUEST_TIMEOUT,
         }
     }
 
@@ -644,7 +818,8 @@ impl StreamView<'_> {
         let progress = self.progress;
         if progress.logging && progress.forwarded {
             let mut pairs = self.request_headers.clone();
-            let timeout = profile.route_timeout_ms.to_string().into_bytes();
+            let path = header(&pairs, ":path").unwrap_or_default();
+            let timeout = profile.route_timeout_for(path).to_string().into_bytes();
             pairs.push((b"x-envoy-expected-rq-timeout-ms".to_vec(), timeout));
             return Some(pairs);
         }
@@ -652,8 +827,9 @@ impl StreamView<'_> {
     }
 
     /// The response headers Envoy's filter can read now; at `proxy_on_log`
-    /// with what the connection manager adds on the way out: `date`,
-    /// `server: envoy`, and `connection: close` for a client that asked.
+    /// as the connection manager leaves them on the way out: without
+    /// `transfer-encoding`, with `date`, `server: envoy`, and
+    /// `connection: close` for a client that asked.
     fn visible_response_headers(&self) -> Option<Pairs> {
         let progress = self.progress;
         let headers = self.response_headers?;
@@ -661,6 +837,9 @@ impl StreamView<'_> {
             return progress.response_headers_visible.then(|| headers.clone());
         }
         let mut pairs = headers.clone();
+        // The connection manager drops the upstream's `transfer-encoding`
+        // on the way out; the codec frames the body itself.
+        pairs.retain(|(name, _)| name != b"transfer-encoding");
         let now = self.progress.end_ns.unwrap_or(self.start_ns);
         set_in_place(&mut pairs, b"date", http_date(now));
         set_in_place(&mut pairs, b"server", "envoy".to_owned());
@@ -761,7 +940,10 @@ impl Profile {
             "referer" => bytes("referer")?,
             "useragent" => bytes("user-agent")?,
             "id" => bytes("x-request-id")?,
-            "protocol" => Value::text("HTTP/1.1"),
+            "protocol" => Value::text(match stream.progress.protocol {
+                Protocol::Http1 => "HTTP/1.1",
+                Protocol::Http2 => "HTTP/2",
+            }),
             "time" => Value::Int(i64::try_from(stream.start_ns).ok()?),
             "size" => match headers.and_then(|headers| header(headers, "content-length")) {
                 Some(length) => Value::Int(std::str::from_utf8(length).ok()?.parse().ok()?),
@@ -798,17 +980,22 @@ impl Profile {
                     + byte_size(headers)
                     + byte_size(trailers),
             ),
-            // No response flag is ever raised: the harness's upstream
-            // always answers, and a local reply raises none.
-            "flags" => Value::Int(0),
+            // A local reply raises no flag; only the upstream's failures do.
+            "flags" => {
+                let failure = stream.progress.upstream_failure;
+                let flags = failure.map_or(0, |failure| self.failure_flags(failure));
+                Value::Int(i64::try_from(flags).ok()?)
+            }
             "grpc_status" => Value::Int(
                 grpc_status_header(trailers)
                     .or_else(|| grpc_status_header(headers))
                     .or_else(|| code().map(grpc_status_of_http))?,
             ),
+            // Only for a response the upstream finished.
             "backend_latency" => {
                 let progress = stream.progress;
-                (progress.logging && progress.forwarded).then_some(Value::Int(0))?
+                let answered = progress.forwarded && progress.upstream_failure.is_none();
+                (progress.logging && answered).then_some(Value::Int(0))?
             }
             _ => return None,
         })
@@ -856,6 +1043,7 @@ impl Profile {
         let (name, rest) = rest.split_first().ok_or(Status::SerializationFailure)?;
         let host = &self.xds.upstream_host;
         let forwarded = stream.progress.forwarded;
+        let refused = stream.progress.upstream_failure == Some(UpstreamFailure::Refused);
         let attr = match (*name, forwarded) {
             (b"num_endpoints", _) => Attr::Uint(self.xds.cluster.endpoints),
             (b"request_attempt_count", _) => Attr::Uint(u64::from(forwarded)),
@@ -864,8 +1052,12 @@ impl Profile {
                 let (_, port) = host.address.rsplit_once(':').ok_or(Status::NotFound)?;
                 Attr::Int(port.parse().map_err(|_| Status::NotFound)?)
             }
-            (b"local_address", true) => Attr::text(&host.local_address),
+            // A refused connection has no local end.
+            (b"local_address", true) if !refused => Attr::text(&host.local_address),
             (b"locality", true) => xds::locality_attr(&host.locality),
+            (b"transport_failure_reason", true) if refused => {
+                Attr::text("delayed connect error: Connection refused")
+            }
             (b"transport_failure_reason", true) => Attr::text(""),
             // The harness's connection pool is ready at once.
             (b"cx_pool_ready_duration", true) => Attr::Int(0),

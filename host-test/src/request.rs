@@ -92,6 +92,24 @@ pub struct Request {
     /// What the upstream answers if the request reaches it. Defaults to
     /// `200` with no body.
     pub upstream: UpstreamResponse,
+    /// How the client speaks to Envoy. Defaults to HTTP/1.1.
+    pub protocol: Protocol,
+}
+
+/// The protocol of the client's connection to Envoy (the upstream is
+/// spoken to in HTTP/1.1 either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    /// HTTP/1.1, written `http1`: Envoy's HTTP/1.1 codec.
+    #[default]
+    #[serde(rename = "http1")]
+    Http1,
+    /// HTTP/2 over cleartext (h2c with prior knowledge), written `http2`:
+    /// pseudo-headers in the order a client such as curl sends them
+    /// (`:method`, `:path`, `:scheme`, `:authority`), the body's last
+    /// frame ends the stream, trailers always reach the filter.
+    #[serde(rename = "http2")]
+    Http2,
 }
 
 impl Default for Request {
@@ -109,6 +127,7 @@ impl Default for Request {
             connection: Connection::default(),
             time: None,
             upstream: UpstreamResponse::default(),
+            protocol: Protocol::Http1,
         }
     }
 }
@@ -170,6 +189,12 @@ impl Request {
     /// Sets the arrival time, in Unix seconds.
     pub fn at_unix(mut self, seconds: i64) -> Request {
         self.time = Some(Time::Unix(seconds));
+        self
+    }
+
+    /// Sets the protocol the client speaks.
+    pub fn protocol(mut self, protocol: Protocol) -> Request {
+        self.protocol = protocol;
         self
     }
 
@@ -312,6 +337,16 @@ pub struct UpstreamResponse {
     pub body_chunks: Vec<String>,
     /// Trailers. Defaults to none.
     pub trailers: Headers,
+    /// How long the upstream takes to answer (or to fail), in milliseconds
+    /// of the plugin's clock; ticks and callout answers due meanwhile are
+    /// delivered first. A delay at or past the route's timeout is a
+    /// timeout, as [`UpstreamFailure::NoAnswer`]. Defaults to 0.
+    pub delay_ms: u64,
+    /// How the upstream fails, if it does; with
+    /// [`UpstreamFailure::ResetAfterResponseStarted`], `status`, `headers`
+    /// and `body` are what it sent before the reset. Defaults to none: the
+    /// upstream answers.
+    pub failure: Option<UpstreamFailure>,
 }
 
 impl Default for UpstreamResponse {
@@ -322,8 +357,48 @@ impl Default for UpstreamResponse {
             body: None,
             body_chunks: Vec::new(),
             trailers: Headers::default(),
+            delay_ms: 0,
+            failure: None,
         }
     }
+}
+
+impl UpstreamResponse {
+    /// An upstream that fails in the given way.
+    pub fn failing(failure: UpstreamFailure) -> UpstreamResponse {
+        UpstreamResponse {
+            failure: Some(failure),
+            ..UpstreamResponse::default()
+        }
+    }
+
+    /// Sets how long the upstream takes, in milliseconds.
+    pub fn after_ms(mut self, delay_ms: u64) -> UpstreamResponse {
+        self.delay_ms = delay_ms;
+        self
+    }
+}
+
+/// How the upstream of the main request fails. Envoy's router then
+/// answers for it (or, once the response has started, resets the stream);
+/// [`Profile`](crate::profile::Profile) holds what it answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamFailure {
+    /// The connection is refused (a closed port): `503`, response flag
+    /// `UF`.
+    Refused,
+    /// The upstream takes the request and closes the connection before it
+    /// answers: `503`, response flag `UC`.
+    ResetBeforeResponse,
+    /// The upstream sends its status, headers and part of its body, then
+    /// closes the connection: the client gets what was sent and the stream
+    /// is reset; response flag `UPE` (Envoy's HTTP/1.1 codec calls a body
+    /// cut short a protocol error).
+    ResetAfterResponseStarted,
+    /// The upstream takes the request and never answers: after the route's
+    /// timeout, `504`, response flag `UT`.
+    NoAnswer,
 }
 
 #[cfg(test)]

@@ -17,12 +17,16 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[path = "fidelity/faulty_upstream.rs"]
+mod faulty_upstream;
+
 use serde::Deserialize;
 use warden_host_test::cli::suite::{configuration, read_case_file};
-use warden_host_test::envoy::{Envoy, Options};
+use warden_host_test::envoy::{Envoy, Options, Response};
+use warden_host_test::profile::RouteTimeout;
 use warden_host_test::{
-    CalloutAnswer, Connection, Engine, Filter, Headers, Outcome, PeerCertificate, Profile, Request,
-    Tls, UpstreamResponse, testing,
+    CalloutAnswer, Connection, Engine, Filter, Headers, Outcome, PeerCertificate, Profile,
+    Protocol, Request, Tls, UpstreamResponse, testing,
 };
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +44,11 @@ struct Scenario {
     /// harness's profile.
     #[serde(default)]
     http1_trailers: bool,
+    /// The harness's upstream cluster keeps response trailers
+    /// (`Profile::upstream_trailers`), as Envoy's `faulty_trailers` cluster
+    /// does for `/upstream/trailers-kept`.
+    #[serde(default)]
+    upstream_trailers: bool,
     /// Send the request over mutual TLS with this client certificate of
     /// examples/envoy/make-certs.sh; the harness gets the same certificate's
     /// fields as the request's connection.
@@ -213,6 +222,7 @@ fn harness(
             .vm_id("probe")
             .profile(Profile {
                 http1_trailers: scenario.http1_trailers,
+                upstream_trailers: scenario.upstream_trailers,
                 ..profile.clone()
             })
             .configuration(scenario.config.to_string())
@@ -237,6 +247,14 @@ fn harness(
         plugin.advance(scenario.after_ms);
         (exchange, plugin.take_logs())
     };
+    // A scenario that names its upstream (one under `/upstream/`) gets it
+    // as is; its upstream's view is not compared, there being no echo.
+    if scenario.request.upstream != UpstreamResponse::default() {
+        let (exchange, background) = run(scenario.request.upstream.clone());
+        let mut observed = observe_harness(&exchange.outcome, &background);
+        observed.upstream_headers.clear();
+        return observed;
+    }
     // First learn what the upstream receives, then answer as the echo
     // upstream would.
     let (probe, _) = run(UpstreamResponse::default());
@@ -259,7 +277,6 @@ fn harness(
             .chain([("content-length".to_owned(), body.len().to_string())])
             .collect(),
             body: Some(body),
-            trailers: Headers::default(),
             ..UpstreamResponse::default()
         }
     });
@@ -351,6 +368,110 @@ fn wire(request: &Request) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// A copy of the template whose HTTP/2 listener has a port of its own, so
+/// that two Envoys can run at once.
+fn with_h2_port(template: &Path) -> (PathBuf, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(template)
+        .unwrap()
+        .replace("@H2_PORT@", &port.to_string());
+    let copy = template.with_extension(format!("{port}.yaml"));
+    std::fs::write(&copy, text).unwrap();
+    (copy, port)
+}
+
+/// Sends the request over HTTP/2 with prior knowledge, with curl, which
+/// sends the scenario's headers and no others of its own (no
+/// `user-agent`, `accept` or form `content-type`); with trailers, which
+/// curl cannot send, with `fidelity/h2_client.py`.
+fn request_h2(port: u16, request: &Request) -> Result<Response, String> {
+    let output = if request.trailers.0.is_empty() {
+        curl_h2(port, request)?
+    } else {
+        python_h2(port, request)?
+    };
+    let text = String::from_utf8_lossy(&output);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("no status in `{head}`"))?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    Ok(Response {
+        status,
+        headers,
+        body: body.as_bytes().to_vec(),
+    })
+}
+
+/// Runs curl with `--http2-prior-knowledge`; its output, with `--include`.
+fn curl_h2(port: u16, request: &Request) -> Result<Vec<u8>, String> {
+    let mut curl = std::process::Command::new("curl");
+    curl.args([
+        "--silent",
+        "--show-error",
+        "--include",
+        "--path-as-is",
+        "--http2-prior-knowledge",
+        "--max-time",
+        "10",
+    ])
+    .args(["--request", &request.method])
+    .args(["--header", &format!("host: {}", request.authority)])
+    .args(["--header", "user-agent:", "--header", "accept:"]);
+    for (name, value) in &request.headers.0 {
+        curl.args(["--header", &format!("{name}: {value}")]);
+    }
+    if let Some(body) = request.body.as_deref().filter(|body| !body.is_empty()) {
+        curl.args(["--header", "content-type:", "--data-binary", body]);
+    }
+    let output = curl
+        .arg(format!("http://127.0.0.1:{port}{}", request.path))
+        .output()
+        .map_err(|e| format!("running curl: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("curl: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    Ok(output.stdout)
+}
+
+/// Runs `fidelity/h2_client.py` with the project's Python (under
+/// `timeout`), the request as JSON on its standard input.
+fn python_h2(port: u16, request: &Request) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/h2_client.py");
+    let python = testing::workspace_root().join(".venv/bin/python");
+    let mut child = std::process::Command::new("timeout")
+        .arg("20")
+        .arg(python)
+        .arg(script)
+        .arg(port.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running the h2 client: {e}"))?;
+    let json = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&json).map_err(|e| e.to_string())?;
+    }
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(format!("h2 client: {stderr}"));
+    }
+    Ok(output.stdout)
+}
+
 /// Runs a scenario in Envoy; also returns the client certificate a TLS
 /// scenario used.
 fn envoy(
@@ -358,15 +479,17 @@ fn envoy(
     templates: &[PathBuf; 2],
     scenario: &Scenario,
 ) -> (Observed, Option<Vec<u8>>) {
-    let template = &templates[usize::from(scenario.http1_trailers)];
+    let (template, h2_port) = with_h2_port(&templates[usize::from(scenario.http1_trailers)]);
     let options = Options {
-        template: Some(template),
+        template: Some(&template),
         ..Options::default()
     };
     let envoy = Envoy::start_with(&scenario.config.to_string(), wasm, &options)
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
+    let _ = std::fs::remove_file(&template);
     let request = &scenario.request;
     let (response, certificate) = match &scenario.tls {
+        None if request.protocol == Protocol::Http2 => (request_h2(h2_port, request), None),
         Some(tls) => {
             let headers: Vec<(&str, &str)> = request
                 .headers
@@ -374,13 +497,18 @@ fn envoy(
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            let response = envoy.request_tls(&tls.client, &request.method, &request.path, &headers);
+            let response = envoy
+                .request_tls(&tls.client, &request.method, &request.path, &headers)
+                .map_err(|e| e.to_string());
             (
                 response,
                 Some(envoy.client_certificate_der(&tls.client).unwrap()),
             )
         }
-        None => (envoy.request_raw(&wire(request)), None),
+        None => (
+            envoy.request_raw(&wire(request)).map_err(|e| e.to_string()),
+            None,
+        ),
     };
     let deadline = Instant::now() + Duration::from_secs(5);
     while !envoy.log().contains("ACCESS ") && Instant::now() < deadline {
@@ -543,14 +671,15 @@ fn corpus() -> Vec<Scenario> {
     serde_norway::from_str(&text).unwrap_or_else(|e| panic!("`{}`: {e}", path.display()))
 }
 
-/// The template with the callout ports filled in, as is and with request
-/// trailers enabled.
-fn templates(dir: &Path, dead: u16, slow: u16) -> [PathBuf; 2] {
+/// The template with the ports of the failing upstreams filled in, as is
+/// and with request trailers enabled.
+fn templates(dir: &Path, dead: u16, slow: u16, faulty: u16) -> [PathBuf; 2] {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/envoy.yaml");
     let text = std::fs::read_to_string(source)
         .unwrap()
         .replace("@DEAD_PORT@", &dead.to_string())
-        .replace("@SLOW_PORT@", &slow.to_string());
+        .replace("@SLOW_PORT@", &slow.to_string())
+        .replace("@FAULTY_PORT@", &faulty.to_string());
     let trailers = text.replace(
         "                stat_prefix: ingress\n",
         "                stat_prefix: ingress\n                http_protocol_options: { enable_trailers: true }\n",
@@ -574,10 +703,16 @@ fn harness_and_envoy_agree_on_every_scenario() {
     let only = std::env::var("FIDELITY_ONLY").ok();
     let wasm = testing::build_filter("probe").unwrap();
     let filter = Engine::new().unwrap().load_file(&wasm).unwrap();
+    // The routes under `/upstream/` of envoy.yaml.
     let profile = Profile {
         local_address: local_address(),
+        route_timeouts: vec![RouteTimeout {
+            prefix: "/upstream/".into(),
+            timeout_ms: 500,
+        }],
         ..Profile::envoy()
     };
+    let faulty = faulty_upstream::FaultyUpstream::start();
     let dead = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -586,7 +721,8 @@ fn harness_and_envoy_agree_on_every_scenario() {
     let slow = TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = testing::target_dir().join(format!("fidelity-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let template = templates(&dir, dead, slow.local_addr().unwrap().port());
+    let slow_port = slow.local_addr().unwrap().port();
+    let template = templates(&dir, dead, slow_port, faulty.port());
     let selected: Vec<&Scenario> = scenarios
         .iter()
         .filter(|s| only.as_deref().is_none_or(|only| s.name.contains(only)))

@@ -460,13 +460,18 @@ fn corpus() -> Vec<Scenario> {
     serde_norway::from_str(&text).unwrap_or_else(|e| panic!("`{}`: {e}", path.display()))
 }
 
-/// The corpus template with the callout ports filled in.
+/// The corpus template with the callout ports filled in. No lifecycle
+/// scenario uses the failing upstream (sent to the closed port too) or the
+/// HTTP/2 listener (port 0: the kernel picks one, so Envoys running at
+/// once do not clash).
 fn template(dir: &Path, dead: u16, slow: u16) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/envoy.yaml");
     let text = std::fs::read_to_string(source)
         .unwrap()
         .replace("@DEAD_PORT@", &dead.to_string())
-        .replace("@SLOW_PORT@", &slow.to_string());
+        .replace("@SLOW_PORT@", &slow.to_string())
+        .replace("@FAULTY_PORT@", &dead.to_string())
+        .replace("@H2_PORT@", "0");
     let path = dir.join("lifecycle-envoy.yaml");
     std::fs::write(&path, text).unwrap();
     path
