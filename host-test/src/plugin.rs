@@ -766,7 +766,8 @@ impl Plugin {
         let due = match run.upstream_due {
             Some(due) => due,
             None => {
-                let profile = self.info.profile.clone();
+                let info = Arc::clone(&self.info);
+                let profile = &info.profile;
                 let delay_ms = self.stream(id).map_or(0, |stream| {
                     profile
                         .upstream_plan(&stream.upstream, &stream.request_headers)
@@ -972,7 +973,8 @@ impl Plugin {
     /// Acts on what the filter asked of the stream: a local response or a
     /// reset.
     fn apply_stream_requests(&mut self, id: StreamId, run: &mut Run) -> Option<Outcome> {
-        let profile = self.info.profile.clone();
+        let info = Arc::clone(&self.info);
+        let profile = &info.profile;
         let stream = self.stream(id)?;
         if stream.close {
             stream.close = false;
@@ -1013,7 +1015,8 @@ impl Plugin {
     /// The request reaches the upstream, which answers with the scripted
     /// response, or fails as scripted and the router answers for it.
     fn forward(&mut self, id: StreamId, run: &mut Run) {
-        let profile = self.info.profile.clone();
+        let info = Arc::clone(&self.info);
+        let profile = &info.profile;
         let body = std::mem::take(&mut run.passed);
         run.phase = Phase::Response;
         run.buffering = false;
@@ -1204,7 +1207,8 @@ impl Plugin {
     /// The stream's VM failed: the failure policy answers.
     fn fail(&mut self, id: StreamId, run: &mut Run) -> Outcome {
         self.collect(run);
-        let profile = self.info.profile.clone();
+        let info = Arc::clone(&self.info);
+        let profile = &info.profile;
         if self.policy == FailurePolicy::FailOpen {
             return self.fail_open(id, run);
         }
