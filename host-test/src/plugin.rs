@@ -1094,7 +1094,7 @@ impl Plugin {
         let trailers =
             (sends_trailers && profile.upstream_trailers).then(|| to_pairs(&upstream.trailers));
         run.events.extend(body_events(
-            &profile,
+            profile,
             Protocol::Http1,
             upstream.body.as_deref(),
             &upstream.body_chunks,
