@@ -12,21 +12,27 @@
 //! does); the harness with one, which is why no scenario depends on
 //! which worker serves it.
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[path = "fidelity/common.rs"]
+mod common;
 #[path = "fidelity/faulty_upstream.rs"]
 mod faulty_upstream;
+
+use common::{
+    Differences, Named, echo_answer, echo_body, echoed_headers, local_address, stable_headers,
+    upstream_view,
+};
 
 use serde::Deserialize;
 use warden_host_test::cli::suite::{configuration, read_case_file};
 use warden_host_test::envoy::{Envoy, Options, Response};
 use warden_host_test::profile::RouteTimeout;
 use warden_host_test::{
-    CalloutAnswer, Connection, Engine, Filter, Headers, Outcome, PeerCertificate, Profile,
-    Protocol, Request, Tls, UpstreamResponse, testing,
+    CalloutAnswer, Connection, Engine, Filter, Outcome, PeerCertificate, Profile, Protocol,
+    Request, Tls, UpstreamResponse, testing,
 };
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +60,12 @@ struct Scenario {
     /// fields as the request's connection.
     #[serde(default)]
     tls: Option<TlsClient>,
+}
+
+impl Named for Scenario {
+    fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,97 +123,15 @@ const VOLATILE_HEADERS: [&str; 4] = [
 ];
 
 fn mask(text: &str) -> String {
-    const PEER: &str = "127.0.0.1:";
-    const SERVICE_TIME: &str = "x-envoy-upstream-service-time=";
-    let digits = |text: &str| text.bytes().take_while(u8::is_ascii_digit).count();
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(ch) = rest.chars().next() {
-        if is_uuid(rest) {
-            out.push_str("<uuid>");
-            rest = &rest[36..];
-        } else if let Some(len) = date_len(rest) {
-            out.push_str("<date>");
-            rest = &rest[len..];
-        } else if let Some(after) = rest.strip_prefix(PEER) {
-            out.push_str("127.0.0.1:<port>");
-            rest = &after[digits(after)..];
-        } else if let Some(after) = rest.strip_prefix(SERVICE_TIME) {
-            out.push_str("x-envoy-upstream-service-time=<ms>");
-            rest = &after[digits(after)..];
-        } else {
-            out.push(ch);
-            rest = &rest[ch.len_utf8()..];
-        }
-    }
-    out
-}
-
-fn is_uuid(text: &str) -> bool {
-    let Some(candidate) = text.get(..36) else {
-        return false;
-    };
-    candidate.char_indices().all(|(i, c)| match i {
-        8 | 13 | 18 | 23 => c == '-',
-        _ => c.is_ascii_hexdigit(),
-    })
-}
-
-/// `Thu, 03 Dec 2026 08:37:13 GMT`
-fn date_len(text: &str) -> Option<usize> {
-    let candidate = text.get(..29)?;
-    let days = [
-        "Mon, ", "Tue, ", "Wed, ", "Thu, ", "Fri, ", "Sat, ", "Sun, ",
-    ];
-    (days.iter().any(|day| candidate.starts_with(day)) && candidate.ends_with(" GMT")).then_some(29)
-}
-
-fn local_address() -> String {
-    let output = std::process::Command::new("hostname")
-        .arg("-I")
-        .output()
-        .ok();
-    output
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|text| {
-            text.split_whitespace()
-                .find(|a| a.contains('.'))
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "127.0.0.1".into())
-}
-
-/// The body `examples/envoy/echo_upstream.py` answers with, formatted as
-/// Python's `json.dumps` formats it.
-fn echo_body(method: &str, path: &str, headers: &[(String, String)]) -> String {
-    let quote = |text: &str| serde_json::Value::String(text.to_owned()).to_string();
-    let pairs: Vec<String> = headers
-        .iter()
-        .map(|(k, v)| format!("[{}, {}]", quote(k), quote(v)))
-        .collect();
-    format!(
-        "{{\"method\": {}, \"path\": {}, \"headers\": [{}]}}",
-        quote(method),
-        quote(path),
-        pairs.join(", ")
+    common::mask(
+        text,
+        &[
+            common::uuid,
+            common::date,
+            common::peer,
+            common::service_time,
+        ],
     )
-}
-
-/// The upstream's view of forwarded headers: `host` from `:authority`,
-/// then the rest in order, pseudo-headers dropped.
-fn upstream_view(headers: &Headers) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    if let Some(host) = headers.get(":authority") {
-        out.push(("host".to_owned(), host.to_owned()));
-    }
-    out.extend(
-        headers
-            .0
-            .iter()
-            .filter(|(k, _)| !k.starts_with(':'))
-            .cloned(),
-    );
-    out
 }
 
 fn harness(
@@ -265,33 +195,14 @@ fn harness(
             path,
             &upstream_view(&forwarded.headers),
         );
-        UpstreamResponse {
-            status: 200,
-            headers: [
-                ("server", "BaseHTTP"),
-                ("date", "Thu, 01 Jan 2026 00:00:00 GMT"),
-                ("content-type", "application/json"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .chain([("content-length".to_owned(), body.len().to_string())])
-            .collect(),
-            body: Some(body),
-            ..UpstreamResponse::default()
-        }
+        echo_answer(body, 0)
     });
     let (exchange, background) = run(upstream.unwrap_or_default());
     observe_harness(&exchange.outcome, &background)
 }
 
 fn observe_harness(outcome: &Outcome, background: &[warden_host_test::LogLine]) -> Observed {
-    let headers = outcome
-        .headers
-        .0
-        .iter()
-        .filter(|(k, _)| !VOLATILE_HEADERS.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), mask(v)))
-        .collect();
+    let headers = stable_headers(&outcome.headers.0, &VOLATILE_HEADERS, mask);
     let line = |l: &warden_host_test::LogLine| mask(&format!("[{}] {}", l.level, l.message));
     // Root-context lines are compared as a set wherever they arrived.
     let is_background = |l: &&warden_host_test::LogLine| {
@@ -510,10 +421,7 @@ fn envoy(
             None,
         ),
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !envoy.log().contains("ACCESS ") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_access_log(&envoy);
     std::thread::sleep(Duration::from_millis(scenario.after_ms + 100));
     let log = envoy.log();
     drop(envoy);
@@ -531,11 +439,8 @@ fn envoy(
                 .map(|(host, local)| (host.to_owned(), local.to_owned()));
             continue;
         }
-        if let Some(rest) = line.strip_prefix("ACCESS ") {
-            details = rest
-                .split_once(' ')
-                .map(|(_, d)| d.to_owned())
-                .unwrap_or_default();
+        if let Some(access) = common::access_details(line) {
+            details = access;
             last = None;
             continue;
         }
@@ -556,18 +461,9 @@ fn envoy(
         last = None;
         // Stream contexts log as `wasm log probe probe probe: `, root
         // contexts as `wasm log probe probe: `.
-        let Some(at) = line.find("wasm log ") else {
+        let Some((level, message)) = common::wasm_log(line) else {
             continue;
         };
-        let Some(colon) = line[at..].find(": ") else {
-            continue;
-        };
-        let level = line
-            .trim_start_matches('[')
-            .split(']')
-            .next()
-            .unwrap_or_default();
-        let message = &line[at + colon + 2..];
         if message.starts_with("configure:") {
             continue;
         }
@@ -584,28 +480,15 @@ fn envoy(
     let logs = logs.iter().map(|l| mask(l)).collect();
     let mut background: Vec<String> = background.iter().map(|l| mask(l)).collect();
     background.sort();
-    let echoed = response.json();
-    let upstream_headers = match (details.as_str(), echoed.get("headers")) {
-        ("via_upstream", Some(serde_json::Value::Array(pairs))) => pairs
-            .iter()
-            .filter_map(|pair| {
-                Some((
-                    pair.get(0)?.as_str()?.to_owned(),
-                    mask(pair.get(1)?.as_str()?),
-                ))
-            })
-            .collect(),
-        _ => Vec::new(),
+    let upstream_headers = if details == "via_upstream" {
+        echoed_headers(&response, mask)
+    } else {
+        Vec::new()
     };
     let observed = Observed {
         status: response.status,
         details,
-        headers: response
-            .headers
-            .iter()
-            .filter(|(k, _)| !VOLATILE_HEADERS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), mask(v)))
-            .collect(),
+        headers: stable_headers(&response.headers, &VOLATILE_HEADERS, mask),
         body: mask(&String::from_utf8_lossy(&response.body)),
         upstream_headers,
         logs,
@@ -616,59 +499,35 @@ fn envoy(
 }
 
 fn diff(harness: &Observed, envoy: &Observed) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut field = |name: &str, h: String, e: String| {
-        if h != e {
-            out.push(format!("  {name}:\n    harness: {h}\n    envoy:   {e}"));
-        }
-    };
-    field(
+    let mut out = Differences::default();
+    out.field(
         "status",
         harness.status.to_string(),
         envoy.status.to_string(),
     );
-    field("details", harness.details.clone(), envoy.details.clone());
-    field(
+    out.field("details", harness.details.clone(), envoy.details.clone());
+    out.field(
         "headers",
         format!("{:?}", harness.headers),
         format!("{:?}", envoy.headers),
     );
-    field("body", harness.body.clone(), envoy.body.clone());
+    out.field("body", harness.body.clone(), envoy.body.clone());
     // Envoy's side sees the upstream's view only through the echo
     // upstream's answer, which a later failure or local reply replaces.
     if envoy.details == "via_upstream" {
-        field(
+        out.field(
             "upstream headers",
             format!("{:?}", harness.upstream_headers),
             format!("{:?}", envoy.upstream_headers),
         );
     }
-    let longest = harness.logs.len().max(envoy.logs.len());
-    for index in 0..longest {
-        let h = harness
-            .logs
-            .get(index)
-            .cloned()
-            .unwrap_or_else(|| "<none>".into());
-        let e = envoy
-            .logs
-            .get(index)
-            .cloned()
-            .unwrap_or_else(|| "<none>".into());
-        field(&format!("log line {}", index + 1), h, e);
-    }
-    field(
+    out.log_lines(&harness.logs, &envoy.logs);
+    out.field(
         "background logs",
         format!("{:?}", harness.background),
         format!("{:?}", envoy.background),
     );
-    out
-}
-
-fn corpus() -> Vec<Scenario> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/corpus.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("`{}`: {e}", path.display()))
+    out.0
 }
 
 /// The template with the ports of the failing upstreams filled in, as is
@@ -694,13 +553,12 @@ fn templates(dir: &Path, dead: u16, slow: u16, faulty: u16) -> [PathBuf; 2] {
 
 #[test]
 fn harness_and_envoy_agree_on_every_scenario() {
-    let scenarios = corpus();
+    let scenarios: Vec<Scenario> = common::corpus("corpus.yaml");
     assert!(
         scenarios.len() >= 40,
         "the corpus has {} scenarios",
         scenarios.len()
     );
-    let only = std::env::var("FIDELITY_ONLY").ok();
     let wasm = testing::build_filter("probe").unwrap();
     let filter = Engine::new().unwrap().load_file(&wasm).unwrap();
     // The routes under `/upstream/` of envoy.yaml.
@@ -713,64 +571,23 @@ fn harness_and_envoy_agree_on_every_scenario() {
         ..Profile::envoy()
     };
     let faulty = faulty_upstream::FaultyUpstream::start();
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead = common::free_port();
     let slow = TcpListener::bind("127.0.0.1:0").unwrap();
-    let dir = testing::target_dir().join(format!("fidelity-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("fidelity");
     let slow_port = slow.local_addr().unwrap().port();
     let template = templates(&dir, dead, slow_port, faulty.port());
-    let selected: Vec<&Scenario> = scenarios
-        .iter()
-        .filter(|s| only.as_deref().is_none_or(|only| s.name.contains(only)))
-        .collect();
-    let results: BTreeMap<String, Vec<String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = selected
-            .chunks(selected.len().div_ceil(2).max(1))
-            .map(|chunk| {
-                let (filter, profile, wasm, template) = (&filter, &profile, &wasm, &template);
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|scenario| {
-                            let (e, certificate) = envoy(wasm, template, scenario);
-                            let mut profile = profile.clone();
-                            if let Some((host, local)) = &e.upstream {
-                                profile.xds.upstream_host.address = host.clone();
-                                profile.xds.upstream_host.local_address = local.clone();
-                            }
-                            let h = harness(filter, scenario, &profile, certificate.as_deref());
-                            (scenario.name.clone(), diff(&h, &e))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
+    let results = common::run_in_pairs(&common::selected(&scenarios), |scenario| {
+        let (e, certificate) = envoy(&wasm, &template, scenario);
+        let mut profile = profile.clone();
+        if let Some((host, local)) = &e.upstream {
+            profile.xds.upstream_host.address = host.clone();
+            profile.xds.upstream_host.local_address = local.clone();
+        }
+        let h = harness(&filter, scenario, &profile, certificate.as_deref());
+        diff(&h, &e)
     });
     let _ = std::fs::remove_dir_all(&dir);
-    let failures: Vec<String> = results
-        .iter()
-        .filter(|(_, diffs)| !diffs.is_empty())
-        .map(|(name, diffs)| format!("{name}:\n{}", diffs.join("\n")))
-        .collect();
-    println!(
-        "{} scenarios, {} agree, {} differ",
-        results.len(),
-        results.len() - failures.len(),
-        failures.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "harness and Envoy differ:\n\n{}",
-        failures.join("\n\n")
-    );
+    common::report("scenarios", &results);
 }
 
 /// Normalizes a log message: a JSON object (Warden's decision record)
@@ -854,18 +671,10 @@ fn warden_agrees_with_envoy_on_the_policy_cases() {
                 .filter(|line| line.message.contains("\"policy_revision\""))
                 .map(|line| mask(&without_timestamp(&line.message)))
                 .collect();
-            let echoed = response.json();
-            let envoy_upstream: Vec<(String, String)> = match echoed.get("headers") {
-                Some(serde_json::Value::Array(pairs)) if response.status == 200 => pairs
-                    .iter()
-                    .filter_map(|pair| {
-                        Some((
-                            pair.get(0)?.as_str()?.to_owned(),
-                            mask(pair.get(1)?.as_str()?),
-                        ))
-                    })
-                    .collect(),
-                _ => Vec::new(),
+            let envoy_upstream = if response.status == 200 {
+                echoed_headers(&response, mask)
+            } else {
+                Vec::new()
             };
             let harness_upstream: Vec<(String, String)> = exchange
                 .outcome
@@ -888,53 +697,48 @@ fn warden_agrees_with_envoy_on_the_policy_cases() {
                     .map(|(k, v)| (k.clone(), mask(v)))
                     .collect()
             };
-            let mut diffs = Vec::new();
-            let mut field = |name: &str, h: String, e: String| {
-                if h != e {
-                    diffs.push(format!("  {name}:\n    harness: {h}\n    envoy:   {e}"));
-                }
-            };
-            field(
+            let mut diffs = Differences::default();
+            diffs.field(
                 "status",
                 format!("{:?}", exchange.outcome.status),
                 format!("{:?}", Some(response.status)),
             );
-            field(
+            diffs.field(
                 "headers",
                 format!("{:?}", client(&exchange.outcome.headers.0)),
                 format!("{:?}", client(&response.headers)),
             );
             if response.status != 200 {
-                field(
+                diffs.field(
                     "body",
                     mask(&exchange.outcome.body),
                     mask(&String::from_utf8_lossy(&response.body)),
                 );
             } else {
-                field(
+                diffs.field(
                     "upstream headers",
                     format!("{harness_upstream:?}"),
                     format!("{envoy_upstream:?}"),
                 );
             }
-            field(
+            diffs.field(
                 "decision records",
                 format!("{harness_records:?}"),
                 format!("{records:?}"),
             );
             // Warden records every request: an empty pair would compare
             // nothing.
-            field(
+            diffs.field(
                 "record count",
                 harness_records.len().to_string(),
                 "1".to_owned(),
             );
-            if !diffs.is_empty() {
+            if !diffs.0.is_empty() {
                 failures.push(format!(
                     "{}: {}:\n{}",
                     path.display(),
                     case.name,
-                    diffs.join("\n")
+                    diffs.0.join("\n")
                 ));
             }
         }

@@ -11,13 +11,16 @@
 //! local reply, so the echo upstream's answer (which carries the
 //! connection's details) is never compared.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+#[path = "fidelity/common.rs"]
+mod common;
+
+use common::{Differences, Named, stable_headers};
 use serde::Deserialize;
 use warden_host_test::envoy::{Envoy, Options, workspace_root};
 use warden_host_test::{
@@ -43,6 +46,12 @@ fn root_path() -> String {
     "/".into()
 }
 
+impl Named for Scenario {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// One side's outcome, reduced to what is compared.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Observed {
@@ -58,14 +67,7 @@ const VOLATILE_HEADERS: [&str; 3] = ["date", "server", "connection"];
 /// Masks the upstream service time Envoy adds to a stream's initial
 /// metadata, which differs on every run.
 fn mask(text: &str) -> String {
-    const SERVICE_TIME: &str = "x-envoy-upstream-service-time=";
-    match text.split_once(SERVICE_TIME) {
-        Some((before, after)) => {
-            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-            format!("{before}{SERVICE_TIME}<ms>{}", mask(&after[digits..]))
-        }
-        None => text.to_owned(),
-    }
+    common::mask(text, &[common::service_time])
 }
 
 /// The upstreams of `grpc-envoy.yaml`, as the harness scripts them: the
@@ -139,12 +141,7 @@ fn harness(filter: &Filter, scenario: &Scenario) -> Observed {
     Observed {
         status: outcome.status.unwrap_or(0),
         details: outcome.details,
-        headers: outcome
-            .headers
-            .0
-            .into_iter()
-            .filter(|(k, _)| !VOLATILE_HEADERS.contains(&k.as_str()))
-            .collect(),
+        headers: stable_headers(&outcome.headers.0, &VOLATILE_HEADERS, str::to_owned),
         body: outcome.body,
         logs: outcome
             .logs
@@ -167,10 +164,7 @@ fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
         scenario.path
     );
     let response = envoy.request_raw(wire.as_bytes());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !envoy.log().contains("ACCESS ") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_access_log(&envoy);
     if scenario.after_ms > 0 {
         std::thread::sleep(Duration::from_millis(scenario.after_ms + 100));
     }
@@ -180,25 +174,13 @@ fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
     let mut logs = Vec::new();
     let mut details = String::new();
     for line in log.lines() {
-        if let Some(rest) = line.strip_prefix("ACCESS ") {
-            details = rest
-                .split_once(' ')
-                .map(|(_, d)| d.to_owned())
-                .unwrap_or_default();
+        if let Some(access) = common::access_details(line) {
+            details = access;
             continue;
         }
-        let Some(at) = line.find("wasm log ") else {
+        let Some((level, message)) = common::wasm_log(line) else {
             continue;
         };
-        let Some(colon) = line[at..].find(": ") else {
-            continue;
-        };
-        let level = line
-            .trim_start_matches('[')
-            .split(']')
-            .next()
-            .unwrap_or_default();
-        let message = &line[at + colon + 2..];
         if !message.starts_with("configure:") {
             logs.push(mask(&format!("[{level}] {message}")));
         }
@@ -206,51 +188,28 @@ fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
     Observed {
         status: response.status,
         details,
-        headers: response
-            .headers
-            .into_iter()
-            .filter(|(k, _)| !VOLATILE_HEADERS.contains(&k.as_str()))
-            .collect(),
+        headers: stable_headers(&response.headers, &VOLATILE_HEADERS, str::to_owned),
         body: String::from_utf8_lossy(&response.body).into_owned(),
         logs,
     }
 }
 
 fn diff(harness: &Observed, envoy: &Observed) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut field = |name: &str, h: String, e: String| {
-        if h != e {
-            out.push(format!("  {name}:\n    harness: {h}\n    envoy:   {e}"));
-        }
-    };
-    field(
+    let mut out = Differences::default();
+    out.field(
         "status",
         harness.status.to_string(),
         envoy.status.to_string(),
     );
-    field("details", harness.details.clone(), envoy.details.clone());
-    field(
+    out.field("details", harness.details.clone(), envoy.details.clone());
+    out.field(
         "headers",
         format!("{:?}", harness.headers),
         format!("{:?}", envoy.headers),
     );
-    field("body", harness.body.clone(), envoy.body.clone());
-    let longest = harness.logs.len().max(envoy.logs.len());
-    for index in 0..longest {
-        let line = |logs: &[String]| logs.get(index).cloned().unwrap_or_else(|| "<none>".into());
-        field(
-            &format!("log line {}", index + 1),
-            line(&harness.logs),
-            line(&envoy.logs),
-        );
-    }
-    out
-}
-
-fn corpus() -> Vec<Scenario> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/grpc.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("`{}`: {e}", path.display()))
+    out.field("body", harness.body.clone(), envoy.body.clone());
+    out.log_lines(&harness.logs, &envoy.logs);
+    out.0
 }
 
 /// `grpc_upstream.py` on a free loopback port; killed on drop.
@@ -261,11 +220,7 @@ struct GrpcUpstream {
 
 impl GrpcUpstream {
     fn start() -> GrpcUpstream {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let python = workspace_root().join(".venv/bin/python");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/grpc_upstream.py");
         // Bounded: the server goes even if this test is killed.
@@ -317,66 +272,24 @@ fn template(dir: &Path, grpc: u16, dead: u16, slow: u16) -> PathBuf {
 
 #[test]
 fn harness_and_envoy_agree_on_every_grpc_scenario() {
-    let scenarios = corpus();
+    let scenarios: Vec<Scenario> = common::corpus("grpc.yaml");
     assert!(
         scenarios.len() >= 12,
         "the gRPC corpus has {} scenarios",
         scenarios.len()
     );
-    let only = std::env::var("FIDELITY_ONLY").ok();
     let wasm = testing::build_filter("probe").unwrap();
     let filter = Engine::new().unwrap().load_file(&wasm).unwrap();
     let upstream = GrpcUpstream::start();
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead = common::free_port();
     let slow = TcpListener::bind("127.0.0.1:0").unwrap();
-    let dir = testing::target_dir().join(format!("fidelity-grpc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("fidelity-grpc");
     let template = template(&dir, upstream.port, dead, slow.local_addr().unwrap().port());
-    let selected: Vec<&Scenario> = scenarios
-        .iter()
-        .filter(|s| only.as_deref().is_none_or(|only| s.name.contains(only)))
-        .collect();
-    let results: BTreeMap<String, Vec<String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = selected
-            .chunks(selected.len().div_ceil(2).max(1))
-            .map(|chunk| {
-                let (filter, wasm, template) = (&filter, &wasm, &template);
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|scenario| {
-                            let e = envoy(wasm, template, scenario);
-                            let h = harness(filter, scenario);
-                            (scenario.name.clone(), diff(&h, &e))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
+    let results = common::run_in_pairs(&common::selected(&scenarios), |scenario| {
+        let e = envoy(&wasm, &template, scenario);
+        let h = harness(&filter, scenario);
+        diff(&h, &e)
     });
     let _ = std::fs::remove_dir_all(&dir);
-    let failures: Vec<String> = results
-        .iter()
-        .filter(|(_, diffs)| !diffs.is_empty())
-        .map(|(name, diffs)| format!("{name}:\n{}", diffs.join("\n")))
-        .collect();
-    println!(
-        "{} gRPC scenarios, {} agree, {} differ",
-        results.len(),
-        results.len() - failures.len(),
-        failures.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "harness and Envoy differ:\n\n{}",
-        failures.join("\n\n")
-    );
+    common::report("gRPC scenarios", &results);
 }

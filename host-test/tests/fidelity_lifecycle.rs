@@ -14,13 +14,19 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+#[path = "fidelity/common.rs"]
+mod common;
+
+use common::{
+    Differences, Named, echo_answer, echo_body, echoed_headers, local_address, stable_headers,
+    upstream_view,
+};
 use serde::Deserialize;
 use warden_host_test::envoy::{Envoy, Options};
 use warden_host_test::{
-    CalloutAnswer, Engine, Filter, Headers, LogLine, Outcome, Profile, Request, UpstreamResponse,
-    testing,
+    CalloutAnswer, Engine, Filter, LogLine, Outcome, Profile, Request, UpstreamResponse, testing,
 };
 
 #[derive(Debug, Deserialize)]
@@ -44,6 +50,12 @@ struct Scenario {
 
 fn probe() -> String {
     "probe".into()
+}
+
+impl Named for Scenario {
+    fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// The pause between frames, on both sides of Envoy: long enough that
@@ -84,115 +96,7 @@ fn is_root(message: &str) -> bool {
 }
 
 fn mask(text: &str) -> String {
-    const PEER: &str = "127.0.0.1:";
-    let digits = |text: &str| text.bytes().take_while(u8::is_ascii_digit).count();
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(ch) = rest.chars().next() {
-        if is_uuid(rest) {
-            out.push_str("<uuid>");
-            rest = &rest[36..];
-        } else if let Some(after) = rest.strip_prefix(PEER) {
-            out.push_str("127.0.0.1:<port>");
-            rest = &after[digits(after)..];
-        } else {
-            out.push(ch);
-            rest = &rest[ch.len_utf8()..];
-        }
-    }
-    out
-}
-
-fn is_uuid(text: &str) -> bool {
-    let Some(candidate) = text.get(..36) else {
-        return false;
-    };
-    candidate.char_indices().all(|(i, c)| match i {
-        8 | 13 | 18 | 23 => c == '-',
-        _ => c.is_ascii_hexdigit(),
-    })
-}
-
-fn local_address() -> String {
-    let output = std::process::Command::new("hostname")
-        .arg("-I")
-        .output()
-        .ok();
-    output
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|text| {
-            text.split_whitespace()
-                .find(|a| a.contains('.'))
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "127.0.0.1".into())
-}
-
-/// The body `examples/envoy/echo_upstream.py` answers with, formatted as
-/// Python's `json.dumps` formats it.
-fn echo_body(method: &str, path: &str, headers: &[(String, String)]) -> String {
-    let quote = |text: &str| serde_json::Value::String(text.to_owned()).to_string();
-    let pairs: Vec<String> = headers
-        .iter()
-        .map(|(k, v)| format!("[{}, {}]", quote(k), quote(v)))
-        .collect();
-    format!(
-        "{{\"method\": {}, \"path\": {}, \"headers\": [{}]}}",
-        quote(method),
-        quote(path),
-        pairs.join(", ")
-    )
-}
-
-/// The upstream's view of forwarded headers: `host` from `:authority`,
-/// then the rest in order, pseudo-headers dropped.
-fn upstream_view(headers: &Headers) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    if let Some(host) = headers.get(":authority") {
-        out.push(("host".to_owned(), host.to_owned()));
-    }
-    out.extend(
-        headers
-            .0
-            .iter()
-            .filter(|(k, _)| !k.starts_with(':'))
-            .cloned(),
-    );
-    out
-}
-
-/// The echo upstream's answer to what it received, whole or in frames.
-fn echo_answer(body: String, frames: usize) -> UpstreamResponse {
-    let mut headers: Vec<(String, String)> = [
-        ("server", "BaseHTTP"),
-        ("date", "Thu, 01 Jan 2026 00:00:00 GMT"),
-        ("content-type", "application/json"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    if frames == 0 {
-        headers.push(("content-length".into(), body.len().to_string()));
-        return UpstreamResponse {
-            status: 200,
-            headers: Headers(headers),
-            body: Some(body),
-            ..UpstreamResponse::default()
-        };
-    }
-    headers.push(("transfer-encoding".into(), "chunked".into()));
-    let step = body.len().div_ceil(frames).max(1);
-    let chunks = body
-        .as_bytes()
-        .chunks(step)
-        .map(|chunk| String::from_utf8_lossy(chunk).into_owned())
-        .collect();
-    UpstreamResponse {
-        status: 200,
-        headers: Headers(headers),
-        body_chunks: chunks,
-        ..UpstreamResponse::default()
-    }
+    common::mask(text, &[common::uuid, common::peer])
 }
 
 fn harness(filter: &Filter, scenario: &Scenario, profile: &Profile) -> Observed {
@@ -252,13 +156,7 @@ fn observe_harness(outcome: &Outcome, root: &[LogLine]) -> Observed {
     Observed {
         status: outcome.status.unwrap_or(0),
         details: outcome.details.clone(),
-        headers: outcome
-            .headers
-            .0
-            .iter()
-            .filter(|(k, _)| !VOLATILE_HEADERS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), mask(v)))
-            .collect(),
+        headers: stable_headers(&outcome.headers.0, &VOLATILE_HEADERS, mask),
         body: mask(&outcome.body),
         upstream_headers: outcome
             .upstream
@@ -327,10 +225,7 @@ fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
     }
     let envoy = started.unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
     let response = envoy.request_in_frames(&wire(&scenario.request), GAP);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !envoy.log().contains("ACCESS ") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_access_log(&envoy);
     std::thread::sleep(Duration::from_millis(scenario.after_ms + 100));
     let log = envoy.log();
     drop(envoy);
@@ -340,11 +235,8 @@ fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
     let mut details = String::new();
     let mut last: Option<bool> = None;
     for line in log.lines() {
-        if let Some(rest) = line.strip_prefix("ACCESS ") {
-            details = rest
-                .split_once(' ')
-                .map(|(_, d)| d.to_owned())
-                .unwrap_or_default();
+        if let Some(access) = common::access_details(line) {
+            details = access;
             last = None;
             continue;
         }
@@ -361,18 +253,9 @@ fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
             continue;
         }
         last = None;
-        let Some(at) = line.find("wasm log ") else {
+        let Some((level, message)) = common::wasm_log(line) else {
             continue;
         };
-        let Some(colon) = line[at..].find(": ") else {
-            continue;
-        };
-        let level = line
-            .trim_start_matches('[')
-            .split(']')
-            .next()
-            .unwrap_or_default();
-        let message = &line[at + colon + 2..];
         let entry = mask(&format!("[{level}] {message}"));
         if is_root(message) {
             root.push(entry);
@@ -382,28 +265,15 @@ fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
         last = Some(is_root(message));
     }
     root.sort();
-    let echoed = response.json();
-    let upstream_headers = match (details.as_str(), echoed.get("headers")) {
-        ("via_upstream", Some(serde_json::Value::Array(pairs))) => pairs
-            .iter()
-            .filter_map(|pair| {
-                Some((
-                    pair.get(0)?.as_str()?.to_owned(),
-                    mask(pair.get(1)?.as_str()?),
-                ))
-            })
-            .collect(),
-        _ => Vec::new(),
+    let upstream_headers = if details == "via_upstream" {
+        echoed_headers(&response, mask)
+    } else {
+        Vec::new()
     };
     Observed {
         status: response.status,
         details,
-        headers: response
-            .headers
-            .iter()
-            .filter(|(k, _)| !VOLATILE_HEADERS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), mask(v)))
-            .collect(),
+        headers: stable_headers(&response.headers, &VOLATILE_HEADERS, mask),
         body: mask(&String::from_utf8_lossy(&response.body)),
         upstream_headers,
         logs,
@@ -412,52 +282,33 @@ fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
 }
 
 fn diff(harness: &Observed, envoy: &Observed) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut field = |name: &str, h: String, e: String| {
-        if h != e {
-            out.push(format!("  {name}:\n    harness: {h}\n    envoy:   {e}"));
-        }
-    };
-    field(
+    let mut out = Differences::default();
+    out.field(
         "status",
         harness.status.to_string(),
         envoy.status.to_string(),
     );
-    field("details", harness.details.clone(), envoy.details.clone());
-    field(
+    out.field("details", harness.details.clone(), envoy.details.clone());
+    out.field(
         "headers",
         format!("{:?}", harness.headers),
         format!("{:?}", envoy.headers),
     );
-    field("body", harness.body.clone(), envoy.body.clone());
+    out.field("body", harness.body.clone(), envoy.body.clone());
     if envoy.details == "via_upstream" {
-        field(
+        out.field(
             "upstream headers",
             format!("{:?}", harness.upstream_headers),
             format!("{:?}", envoy.upstream_headers),
         );
     }
-    let longest = harness.logs.len().max(envoy.logs.len());
-    for index in 0..longest {
-        let at = |logs: &[String]| logs.get(index).cloned().unwrap_or_else(|| "<none>".into());
-        field(
-            &format!("log line {}", index + 1),
-            at(&harness.logs),
-            at(&envoy.logs),
-        );
-    }
-    field(
+    out.log_lines(&harness.logs, &envoy.logs);
+    out.field(
         "root-context lines",
         format!("{:#?}", harness.root),
         format!("{:#?}", envoy.root),
     );
-    out
-}
-
-fn corpus() -> Vec<Scenario> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/lifecycle.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("`{}`: {e}", path.display()))
+    out.0
 }
 
 /// The corpus template with the callout ports filled in. No lifecycle
@@ -479,8 +330,7 @@ fn template(dir: &Path, dead: u16, slow: u16) -> PathBuf {
 
 #[test]
 fn harness_and_envoy_agree_on_the_lifecycle() {
-    let scenarios = corpus();
-    let only = std::env::var("FIDELITY_ONLY").ok();
+    let scenarios: Vec<Scenario> = common::corpus("lifecycle.yaml");
     let engine = Engine::new().unwrap();
     let mut filters = std::collections::BTreeMap::new();
     for scenario in &scenarios {
@@ -494,58 +344,17 @@ fn harness_and_envoy_agree_on_the_lifecycle() {
         local_address: local_address(),
         ..Profile::envoy()
     };
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead = common::free_port();
     let slow = TcpListener::bind("127.0.0.1:0").unwrap();
-    let dir = testing::target_dir().join(format!("lifecycle-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("lifecycle");
     let template = template(&dir, dead, slow.local_addr().unwrap().port());
-    let selected: Vec<&Scenario> = scenarios
-        .iter()
-        .filter(|s| only.as_deref().is_none_or(|only| s.name.contains(only)))
-        .collect();
-    let results: Vec<(String, Vec<String>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = selected
-            .chunks(selected.len().div_ceil(2).max(1))
-            .map(|chunk| {
-                let (filters, profile, template) = (&filters, &profile, &template);
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|scenario| {
-                            let (wasm, filter) = &filters[&scenario.filter];
-                            let e = envoy(wasm, template, scenario);
-                            let h = harness(filter, scenario, profile);
-                            (scenario.name.clone(), diff(&h, &e))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
+    let results = common::run_in_pairs(&common::selected(&scenarios), |scenario| {
+        let (wasm, filter) = &filters[&scenario.filter];
+        let e = envoy(wasm, &template, scenario);
+        let h = harness(filter, scenario, &profile);
+        diff(&h, &e)
     });
     let _ = std::fs::remove_dir_all(&dir);
-    let failures: Vec<String> = results
-        .iter()
-        .filter(|(_, diffs)| !diffs.is_empty())
-        .map(|(name, diffs)| format!("{name}:\n{}", diffs.join("\n")))
-        .collect();
-    println!(
-        "{} scenarios, {} agree, {} differ",
-        results.len(),
-        results.len() - failures.len(),
-        failures.len()
-    );
     assert!(!results.is_empty(), "no scenario selected");
-    assert!(
-        failures.is_empty(),
-        "harness and Envoy differ:\n\n{}",
-        failures.join("\n\n")
-    );
+    common::report("scenarios", &results);
 }

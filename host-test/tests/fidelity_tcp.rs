@@ -13,7 +13,6 @@
 //! in this test that behaves as the harness's [`UpstreamScript`] says.
 //! Addresses are masked on both sides (`127.0.0.1:<port>`).
 
-use std::collections::BTreeMap;
 use std::io::{ErrorKind as IoErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -21,6 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "fidelity/common.rs"]
+mod common;
+
+use common::{Differences, Named};
 use serde::Deserialize;
 use warden_host_test::envoy::{Envoy, Options};
 use warden_host_test::{
@@ -47,6 +50,12 @@ struct Scenario {
     then: Option<Vec<Step>>,
 }
 
+impl Named for Scenario {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// How long a side must stay quiet before a step counts as answered.
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -66,20 +75,7 @@ struct Observed {
 }
 
 fn mask(text: &str) -> String {
-    const PEER: &str = "127.0.0.1:";
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(ch) = rest.chars().next() {
-        if let Some(after) = rest.strip_prefix(PEER) {
-            out.push_str("127.0.0.1:<port>");
-            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-            rest = &after[digits..];
-        } else {
-            out.push(ch);
-            rest = &rest[ch.len_utf8()..];
-        }
-    }
-    out
+    common::mask(text, &[common::peer])
 }
 
 fn policy(scenario: &Scenario) -> (&str, FailurePolicy) {
@@ -463,37 +459,24 @@ fn probe_lines(log: &str) -> (Vec<String>, Vec<String>) {
 }
 
 fn diff(harness: &Observed, envoy: &Observed) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut field = |name: &str, h: String, e: String| {
-        if h != e {
-            out.push(format!("  {name}:\n    harness: {h}\n    envoy:   {e}"));
-        }
-    };
+    let mut out = Differences::default();
     for (index, (h, e)) in harness.steps.iter().zip(&envoy.steps).enumerate() {
         let longest = h.len().max(e.len());
         for step in 0..longest {
-            field(
+            out.field(
                 &format!("connection {} after step {step}", index + 1),
                 format!("{:?}", h.get(step)),
                 format!("{:?}", e.get(step)),
             );
         }
     }
-    let longest = harness.logs.len().max(envoy.logs.len());
-    for index in 0..longest {
-        let line = |logs: &[String]| logs.get(index).cloned().unwrap_or_else(|| "<none>".into());
-        field(
-            &format!("log line {}", index + 1),
-            line(&harness.logs),
-            line(&envoy.logs),
-        );
-    }
-    field(
+    out.log_lines(&harness.logs, &envoy.logs);
+    out.field(
         "root context lines",
         format!("{:?}", harness.background),
         format!("{:?}", envoy.background),
     );
-    out
+    out.0
 }
 
 /// Compares the harness's run with Envoy's. A scenario that differs runs
@@ -519,69 +502,25 @@ fn compare(harness: &Observed, wasm: &Path, template: &Path, scenario: &Scenario
     second
 }
 
-fn corpus() -> Vec<Scenario> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/tcp.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("`{}`: {e}", path.display()))
-}
-
 #[test]
 fn harness_and_envoy_agree_on_every_tcp_scenario() {
-    let scenarios = corpus();
+    let scenarios: Vec<Scenario> = common::corpus("tcp.yaml");
     assert!(
         scenarios.len() >= 10,
         "the corpus has {} scenarios",
         scenarios.len()
     );
-    let only = std::env::var("FIDELITY_ONLY").ok();
     let wasm = testing::build_filter("tcp-probe").unwrap();
     let filter = Engine::new().unwrap().load_file(&wasm).unwrap();
     let template: PathBuf =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/tcp-envoy.yaml");
-    let selected: Vec<&Scenario> = scenarios
-        .iter()
-        .filter(|s| only.as_deref().is_none_or(|only| s.name.contains(only)))
-        .collect();
-    let dir = testing::target_dir().join(format!("fidelity-tcp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("fidelity-tcp");
     let template_copy = dir.join("tcp-envoy.yaml");
     std::fs::copy(&template, &template_copy).unwrap();
-    let results: BTreeMap<String, Vec<String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = selected
-            .chunks(selected.len().div_ceil(2).max(1))
-            .map(|chunk| {
-                let (filter, wasm, template) = (&filter, &wasm, &template_copy);
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|scenario| {
-                            let h = harness(filter, scenario);
-                            (scenario.name.clone(), compare(&h, wasm, template, scenario))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
+    let results = common::run_in_pairs(&common::selected(&scenarios), |scenario| {
+        let h = harness(&filter, scenario);
+        compare(&h, &wasm, &template_copy, scenario)
     });
     let _ = std::fs::remove_dir_all(&dir);
-    let failures: Vec<String> = results
-        .iter()
-        .filter(|(_, diffs)| !diffs.is_empty())
-        .map(|(name, diffs)| format!("{name}:\n{}", diffs.join("\n")))
-        .collect();
-    println!(
-        "{} scenarios, {} agree, {} differ",
-        results.len(),
-        results.len() - failures.len(),
-        failures.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "harness and Envoy differ:\n\n{}",
-        failures.join("\n\n")
-    );
+    common::report("scenarios", &results);
 }
