@@ -268,14 +268,30 @@ impl Vm {
         }
     }
 
+    /// Calls the export `f` with `args` on the context `active`, recording
+    /// the call as `rendered`; a filter without the export is not called,
+    /// and the call gives the default result (`0` for a status).
+    fn call_export<P: WasmParams, R: WasmResults + Default + std::fmt::Debug>(
+        &mut self,
+        active: u32,
+        f: Export<P, R>,
+        rendered: String,
+        args: P,
+    ) -> std::result::Result<R, Trap> {
+        match f {
+            Some(f) => self.call_on(active, rendered, |s| f.call(s, args)),
+            None => Ok(R::default()),
+        }
+    }
+
     pub(crate) fn context_create(&mut self, id: u32) -> std::result::Result<(), Trap> {
         let root = self.root();
-        match self.exports.on_context_create.clone() {
-            Some(f) => self.call_on(id, format!("proxy_on_context_create({id}, {root})"), |s| {
-                f.call(s, (id.cast_signed(), root.cast_signed()))
-            }),
-            None => Ok(()),
-        }
+        self.call_export(
+            id,
+            self.exports.on_context_create.clone(),
+            format!("proxy_on_context_create({id}, {root})"),
+            (id.cast_signed(), root.cast_signed()),
+        )
     }
 
     pub(crate) fn request_headers(
@@ -284,13 +300,11 @@ impl Vm {
         count: usize,
         end: bool,
     ) -> std::result::Result<i32, Trap> {
-        let f = self.exports.on_request_headers.clone();
-        self.stream_call(
+        self.call_export(
             id,
-            f,
+            self.exports.on_request_headers.clone(),
             format!("proxy_on_request_headers({id}, {count}, {end})"),
-            count,
-            end,
+            stream_args(id, count, end),
         )
     }
 
@@ -300,13 +314,11 @@ impl Vm {
         size: usize,
         end: bool,
     ) -> std::result::Result<i32, Trap> {
-        let f = self.exports.on_request_body.clone();
-        self.stream_call(
+        self.call_export(
             id,
-            f,
+            self.exports.on_request_body.clone(),
             format!("proxy_on_request_body({id}, {size}, {end})"),
-            size,
-            end,
+            stream_args(id, size, end),
         )
     }
 
@@ -315,12 +327,11 @@ impl Vm {
         id: u32,
         count: usize,
     ) -> std::result::Result<i32, Trap> {
-        let f = self.exports.on_request_trailers.clone();
-        self.stream_call2(
+        self.call_export(
             id,
-            f,
+            self.exports.on_request_trailers.clone(),
             format!("proxy_on_request_trailers({id}, {count})"),
-            count,
+            (id.cast_signed(), len_u32(count).cast_signed()),
         )
     }
 
@@ -330,13 +341,11 @@ impl Vm {
         count: usize,
         end: bool,
     ) -> std::result::Result<i32, Trap> {
-        let f = self.exports.on_response_headers.clone();
-        self.stream_call(
+        self.call_export(
             id,
-            f,
+            self.exports.on_response_headers.clone(),
             format!("proxy_on_response_headers({id}, {count}, {end})"),
-            count,
-            end,
+            stream_args(id, count, end),
         )
     }
 
@@ -346,13 +355,11 @@ impl Vm {
         size: usize,
         end: bool,
     ) -> std::result::Result<i32, Trap> {
-        let f = self.exports.on_response_body.clone();
-        self.stream_call(
+        self.call_export(
             id,
-            f,
+            self.exports.on_response_body.clone(),
             format!("proxy_on_response_body({id}, {size}, {end})"),
-            size,
-            end,
+            stream_args(id, size, end),
         )
     }
 
@@ -361,81 +368,56 @@ impl Vm {
         id: u32,
         count: usize,
     ) -> std::result::Result<i32, Trap> {
-        let f = self.exports.on_response_trailers.clone();
-        self.stream_call2(
+        self.call_export(
             id,
-            f,
+            self.exports.on_response_trailers.clone(),
             format!("proxy_on_response_trailers({id}, {count})"),
-            count,
+            (id.cast_signed(), len_u32(count).cast_signed()),
         )
     }
 
-    fn stream_call(
-        &mut self,
-        id: u32,
-        f: Export<(i32, i32, i32), i32>,
-        rendered: String,
-        size: usize,
-        end: bool,
-    ) -> std::result::Result<i32, Trap> {
-        match f {
-            Some(f) => self.call_on(id, rendered, |s| {
-                f.call(
-                    s,
-                    (
-                        id.cast_signed(),
-                        len_u32(size).cast_signed(),
-                        i32::from(end),
-                    ),
-                )
-            }),
-            None => Ok(0),
-        }
+    fn on_log(&mut self, id: u32) -> std::result::Result<(), Trap> {
+        self.call_export(
+            id,
+            self.exports.on_log.clone(),
+            format!("proxy_on_log({id})"),
+            id.cast_signed(),
+        )
     }
 
-    fn stream_call2(
-        &mut self,
-        id: u32,
-        f: Export<(i32, i32), i32>,
-        rendered: String,
-        size: usize,
-    ) -> std::result::Result<i32, Trap> {
-        match f {
-            Some(f) => self.call_on(id, rendered, |s| {
-                f.call(s, (id.cast_signed(), len_u32(size).cast_signed()))
-            }),
-            None => Ok(0),
-        }
+    fn on_done(&mut self, id: u32) -> std::result::Result<i32, Trap> {
+        self.call_export(
+            id,
+            self.exports.on_done.clone(),
+            format!("proxy_on_done({id})"),
+            id.cast_signed(),
+        )
+    }
+
+    fn on_delete(&mut self, id: u32) -> std::result::Result<(), Trap> {
+        self.call_export(
+            id,
+            self.exports.on_delete.clone(),
+            format!("proxy_on_delete({id})"),
+            id.cast_signed(),
+        )
     }
 
     /// Ends a context as Envoy ends an HTTP stream's: `proxy_on_log`, then
     /// `proxy_on_done`, then `proxy_on_delete`.
     pub(crate) fn finish_context(&mut self, id: u32) -> std::result::Result<(), Trap> {
-        if let Some(f) = self.exports.on_log.clone() {
-            self.call_on(id, format!("proxy_on_log({id})"), |s| {
-                f.call(s, id.cast_signed())
-            })?;
-        }
-        if let Some(f) = self.exports.on_done.clone() {
-            self.call_on(id, format!("proxy_on_done({id})"), |s| {
-                f.call(s, id.cast_signed())
-            })?;
-        }
-        if let Some(f) = self.exports.on_delete.clone() {
-            self.call_on(id, format!("proxy_on_delete({id})"), |s| {
-                f.call(s, id.cast_signed())
-            })?;
-        }
-        Ok(())
+        self.on_log(id)?;
+        self.on_done(id)?;
+        self.on_delete(id)
     }
 
     pub(crate) fn new_connection(&mut self, id: u32) -> std::result::Result<i32, Trap> {
-        match self.exports.on_new_connection.clone() {
-            Some(f) => self.call_on(id, format!("proxy_on_new_connection({id})"), |s| {
-                f.call(s, id.cast_signed())
-            }),
-            None => Ok(0),
-        }
+        self.call_export(
+            id,
+            self.exports.on_new_connection.clone(),
+            format!("proxy_on_new_connection({id})"),
+            id.cast_signed(),
+        )
     }
 
     pub(crate) fn downstream_data(
@@ -444,13 +426,11 @@ impl Vm {
         size: usize,
         end: bool,
     ) -> std::result::Result<i32, Trap> {
-        let f = self.exports.on_downstream_data.clone();
-        self.stream_call(
+        self.call_export(
             id,
-            f,
+            self.exports.on_downstream_data.clone(),
             format!("proxy_on_downstream_data({id}, {size}, {end})"),
-            size,
-            end,
+            stream_args(id, size, end),
         )
     }
 
@@ -460,13 +440,11 @@ impl Vm {
         size: usize,
         end: bool,
     ) -> std::result::Result<i32, Trap> {
-        let f = self.exports.on_upstream_data.clone();
-        self.stream_call(
+        self.call_export(
             id,
-            f,
+            self.exports.on_upstream_data.clone(),
             format!("proxy_on_upstream_data({id}, {size}, {end})"),
-            size,
-            end,
+            stream_args(id, size, end),
         )
     }
 
@@ -490,55 +468,40 @@ impl Vm {
                 "proxy_on_downstream_connection_close",
             )
         };
-        match f {
-            Some(f) => self.call_on(id, format!("{name}({id}, {peer})"), |s| {
-                f.call(s, (id.cast_signed(), peer.cast_signed()))
-            }),
-            None => Ok(()),
-        }
+        self.call_export(
+            id,
+            f,
+            format!("{name}({id}, {peer})"),
+            (id.cast_signed(), peer.cast_signed()),
+        )
     }
 
     /// Ends a context as Envoy ends a network connection's:
     /// `proxy_on_done`, then `proxy_on_log`, then `proxy_on_delete`.
     pub(crate) fn finish_connection(&mut self, id: u32) -> std::result::Result<(), Trap> {
-        if let Some(f) = self.exports.on_done.clone() {
-            self.call_on(id, format!("proxy_on_done({id})"), |s| {
-                f.call(s, id.cast_signed())
-            })?;
-        }
-        if let Some(f) = self.exports.on_log.clone() {
-            self.call_on(id, format!("proxy_on_log({id})"), |s| {
-                f.call(s, id.cast_signed())
-            })?;
-        }
-        if let Some(f) = self.exports.on_delete.clone() {
-            self.call_on(id, format!("proxy_on_delete({id})"), |s| {
-                f.call(s, id.cast_signed())
-            })?;
-        }
-        Ok(())
+        self.on_done(id)?;
+        self.on_log(id)?;
+        self.on_delete(id)
     }
 
     pub(crate) fn tick(&mut self) -> std::result::Result<(), Trap> {
         let root = self.root();
-        match self.exports.on_tick.clone() {
-            Some(f) => self.call_on(root, format!("proxy_on_tick({root})"), |s| {
-                f.call(s, root.cast_signed())
-            }),
-            None => Ok(()),
-        }
+        self.call_export(
+            root,
+            self.exports.on_tick.clone(),
+            format!("proxy_on_tick({root})"),
+            root.cast_signed(),
+        )
     }
 
     pub(crate) fn queue_ready(&mut self, token: u32) -> std::result::Result<(), Trap> {
         let root = self.root();
-        match self.exports.on_queue_ready.clone() {
-            Some(f) => self.call_on(
-                root,
-                format!("proxy_on_queue_ready({root}, {token})"),
-                |s| f.call(s, (root.cast_signed(), token.cast_signed())),
-            ),
-            None => Ok(()),
-        }
+        self.call_export(
+            root,
+            self.exports.on_queue_ready.clone(),
+            format!("proxy_on_queue_ready({root}, {token})"),
+            (root.cast_signed(), token.cast_signed()),
+        )
     }
 
     pub(crate) fn http_call_response(
@@ -549,17 +512,20 @@ impl Vm {
         trailers: usize,
     ) -> std::result::Result<(), Trap> {
         let root = self.root();
-        match self.exports.on_http_call_response.clone() {
-            Some(f) => self.call_on(
-                root,
-                format!("proxy_on_http_call_response({root}, token {token}, {headers}, {body}, {trailers})"),
-                |s| {
-                    let args = (root.cast_signed(), token.cast_signed(), len_u32(headers).cast_signed());
-                    f.call(s, (args.0, args.1, args.2, len_u32(body).cast_signed(), len_u32(trailers).cast_signed()))
-                },
+        self.call_export(
+            root,
+            self.exports.on_http_call_response.clone(),
+            format!(
+                "proxy_on_http_call_response({root}, token {token}, {headers}, {body}, {trailers})"
             ),
-            None => Ok(()),
-        }
+            (
+                root.cast_signed(),
+                token.cast_signed(),
+                len_u32(headers).cast_signed(),
+                len_u32(body).cast_signed(),
+                len_u32(trailers).cast_signed(),
+            ),
+        )
     }
 
     /// Delivers a gRPC event to the root context, which owns every call
@@ -609,23 +575,26 @@ impl Vm {
                 }
             }
         };
-        let result = match export {
-            Some(f) => self.call_on(
-                root,
-                format!("{name}({root}, token {token}, {size})"),
-                |s| {
-                    f.call(
-                        s,
-                        (root.cast_signed(), token.cast_signed(), size.cast_signed()),
-                    )
-                },
-            ),
-            None => Ok(()),
-        };
+        let result = self.call_export(
+            root,
+            export,
+            format!("{name}({root}, token {token}, {size})"),
+            (root.cast_signed(), token.cast_signed(), size.cast_signed()),
+        );
         let state = self.store.data_mut();
         state.grpc_received = GrpcReceived::default();
         state.grpc_status.1 = None;
         state.grpc.delivered(token, message, close);
         result
     }
+}
+
+/// The arguments of a stream or connection callback: the context, a count
+/// or size, and whether the stream ends.
+fn stream_args(id: u32, size: usize, end: bool) -> (i32, i32, i32) {
+    (
+        id.cast_signed(),
+        len_u32(size).cast_signed(),
+        i32::from(end),
+    )
 }
