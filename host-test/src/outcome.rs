@@ -88,6 +88,12 @@ impl Outcome {
             .and_then(|upstream| upstream.headers.get(name))
     }
 
+    /// The messages of the filter's log lines, in order, without their
+    /// levels.
+    pub fn messages(&self) -> Vec<String> {
+        self.logs.iter().map(|line| line.message.clone()).collect()
+    }
+
     /// Whether some log line at `level` contains `text`.
     pub fn logged(&self, level: &str, text: &str) -> bool {
         self.logs

@@ -17,15 +17,6 @@ fn plugin(config: serde_json::Value) -> Plugin {
         .unwrap()
 }
 
-fn messages(exchange: &warden_host_test::Exchange) -> Vec<String> {
-    exchange
-        .outcome
-        .logs
-        .iter()
-        .map(|line| line.message.clone())
-        .collect()
-}
-
 fn echo(delay_ms: u64) -> GrpcAnswer {
     GrpcAnswer::Respond(GrpcResponse {
         delay_ms,
@@ -48,7 +39,7 @@ fn a_unary_answer_after_its_delay_resumes_the_request() {
     let exchange = plugin.send(Request::get("/")).unwrap();
     exchange.assert_status(200).assert_forwarded(true);
     assert_eq!(
-        messages(&exchange),
+        exchange.outcome.messages(),
         vec![
             "request_headers: end_of_stream = true",
             "request_headers: grpc_call auth Check = Ok token 5",
@@ -134,7 +125,7 @@ fn a_stream_server_can_push_and_end_on_its_own() {
     plugin.grpc_upstream("feed", "", GrpcAnswer::Respond(feed));
     let exchange = plugin.send(Request::get("/")).unwrap();
     assert_eq!(
-        messages(&exchange),
+        exchange.outcome.messages(),
         vec![
             "request_headers: end_of_stream = true",
             "request_headers: grpc_stream feed Watch = Ok token 6",
@@ -218,7 +209,13 @@ fn a_cancelled_stream_is_recorded_and_silent() {
     }));
     plugin.grpc_upstream("feed", "", echo(0));
     let exchange = plugin.send(Request::get("/")).unwrap();
-    assert!(!messages(&exchange).iter().any(|m| m == "must not run"));
+    assert!(
+        !exchange
+            .outcome
+            .messages()
+            .iter()
+            .any(|m| m == "must not run")
+    );
     exchange.assert_logged("info", "request_headers: grpc_cancel 6 = 0");
     let record = &plugin.world().grpc_calls()[0];
     assert!(record.cancelled);
@@ -242,7 +239,7 @@ fn a_stream_to_a_cluster_that_is_down_hears_envoys_failure() {
     let failure = "upstream connect error or disconnect/reset before headers. \
                    reset reason: remote connection failure";
     assert_eq!(
-        messages(&exchange)[3..9],
+        exchange.outcome.messages()[3..9],
         [
             "grpc_initial_metadata: token = 6 count = 0".to_owned(),
             "grpc_initial_metadata: grpc_metadata initial = ".to_owned(),

@@ -3,7 +3,7 @@
 //! `request.protocol`, exactly. The fidelity corpus compares headers,
 //! bodies and replies with Envoy; trailers it cannot (curl sends none).
 
-use warden_host_test::{Engine, Exchange, Plugin, Protocol, Request, testing};
+use warden_host_test::{Engine, Plugin, Protocol, Request, testing};
 
 fn plugin(config: serde_json::Value) -> Plugin {
     let wasm = testing::build_filter("probe").unwrap();
@@ -15,15 +15,6 @@ fn plugin(config: serde_json::Value) -> Plugin {
         .configuration(config.to_string())
         .start()
         .unwrap()
-}
-
-fn messages(exchange: &Exchange) -> Vec<String> {
-    exchange
-        .outcome
-        .logs
-        .iter()
-        .map(|line| line.message.clone())
-        .collect()
 }
 
 #[test]
@@ -43,7 +34,7 @@ fn pseudo_headers_come_in_the_clients_order_and_the_body_in_one_frame() {
         .assert_status(200)
         .assert_upstream_header("content-length", Some("5"));
     assert_eq!(
-        messages(&exchange),
+        exchange.outcome.messages(),
         [
             "request_headers: end_of_stream = false",
             "request_headers: headers request_headers = :method=POST, :path=/submit, \
@@ -73,7 +64,7 @@ fn trailers_reach_the_filter_without_enabling_them() {
     let forwarded = exchange.outcome.upstream.as_ref().unwrap();
     assert_eq!(forwarded.trailers.get("x-checksum"), Some("abc"));
     assert_eq!(
-        messages(&exchange),
+        exchange.outcome.messages(),
         [
             "request_headers: end_of_stream = false",
             "request_body: size = 4 end_of_stream = false",
@@ -97,7 +88,7 @@ fn the_same_request_over_http1_is_framed_by_the_http1_codec() {
         .trailer("x-checksum", "abc");
     let exchange = plugin.send(request).unwrap();
     assert_eq!(
-        messages(&exchange),
+        exchange.outcome.messages(),
         [
             "request_headers: end_of_stream = false",
             "request_headers: get_header request_headers :method = Ok(Some(\"POST\"))",

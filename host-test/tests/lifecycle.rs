@@ -20,13 +20,13 @@ fn probe(workers: usize, config: serde_json::Value) -> Plugin {
         .unwrap()
 }
 
-fn messages(exchange: &warden_host_test::Exchange) -> Vec<String> {
-    exchange
-        .outcome
-        .logs
-        .iter()
-        .map(|line| line.message.clone())
-        .collect()
+/// An upstream answer sent chunked, one frame a chunk.
+fn chunked(chunks: &[&str]) -> UpstreamResponse {
+    UpstreamResponse {
+        headers: [("transfer-encoding", "chunked")].into_iter().collect(),
+        body_chunks: chunks.iter().map(|&chunk| chunk.to_owned()).collect(),
+        ..UpstreamResponse::default()
+    }
 }
 
 #[test]
@@ -120,7 +120,9 @@ fn foreign_functions_answer_as_envoy_does() {
         .collect();
     let mut plugin = probe(1, serde_json::json!({"request_headers": ops}));
     let exchange = plugin.send(Request::get("/")).unwrap();
-    let lines: Vec<String> = messages(&exchange)
+    let lines: Vec<String> = exchange
+        .outcome
+        .messages()
         .into_iter()
         .filter(|m| m.contains("foreign"))
         .collect();
@@ -187,7 +189,9 @@ fn a_request_body_in_frames_reaches_the_filter_frame_by_frame() {
     let mut request = Request::new("POST", "/upload").header("transfer-encoding", "chunked");
     request.body_chunks = vec!["first ".into(), "second ".into(), "third".into()];
     let exchange = plugin.send(request).unwrap();
-    let body: Vec<String> = messages(&exchange)
+    let body: Vec<String> = exchange
+        .outcome
+        .messages()
         .into_iter()
         .filter(|m| m.starts_with("request_body"))
         .collect();
@@ -219,7 +223,9 @@ fn a_paused_body_buffers_until_the_filter_lets_it_through() {
     let mut request = Request::new("POST", "/upload").header("transfer-encoding", "chunked");
     request.body_chunks = vec!["first ".into(), "second ".into(), "third".into()];
     let exchange = plugin.send(request).unwrap();
-    let sizes: Vec<String> = messages(&exchange)
+    let sizes: Vec<String> = exchange
+        .outcome
+        .messages()
         .into_iter()
         .filter(|m| m.starts_with("request_body: size"))
         .collect();
@@ -244,13 +250,11 @@ fn a_response_body_in_frames_reaches_the_filter_frame_by_frame() {
         1,
         serde_json::json!({"response_body": [{"op": "body", "buffer": "response"}]}),
     );
-    let upstream = UpstreamResponse {
-        headers: [("transfer-encoding", "chunked")].into_iter().collect(),
-        body_chunks: vec!["{\"a\":".into(), "1}".into()],
-        ..UpstreamResponse::default()
-    };
+    let upstream = chunked(&["{\"a\":", "1}"]);
     let exchange = plugin.send(Request::get("/").upstream(upstream)).unwrap();
-    let body: Vec<String> = messages(&exchange)
+    let body: Vec<String> = exchange
+        .outcome
+        .messages()
         .into_iter()
         .filter(|m| m.starts_with("response_body"))
         .collect();
@@ -289,7 +293,7 @@ fn an_abi_0_2_0_filter_resumes_from_a_tick() {
     let exchange = plugin.send(Request::get("/")).unwrap();
     exchange.assert_status(200);
     assert_eq!(
-        messages(&exchange),
+        exchange.outcome.messages(),
         [
             "stream_context: created",
             "request_headers: 8 headers, end_of_stream = 1",
@@ -335,7 +339,9 @@ fn foreign_calls_with_bad_pointers_get_statuses() {
         serde_json::json!({"request_headers": [{"op": "foreign_abuse"}]}),
     );
     let exchange = plugin.send(Request::get("/")).unwrap();
-    let lines: Vec<String> = messages(&exchange)
+    let lines: Vec<String> = exchange
+        .outcome
+        .messages()
         .into_iter()
         .filter(|m| m.contains("foreign_abuse"))
         .collect();
@@ -380,7 +386,9 @@ fn behind_paused_headers_chunks_arrive_frame_by_frame_and_a_whole_body_in_one() 
             exchange.outcome.upstream.as_ref().unwrap().body,
             "first second third"
         );
-        messages(&exchange)
+        exchange
+            .outcome
+            .messages()
             .into_iter()
             .filter(|m| m.starts_with("request_body: size"))
             .collect::<Vec<_>>()
@@ -414,7 +422,7 @@ fn a_headers_answer_of_2_continues_and_others_pause() {
         exchange.assert_status(200);
         plugin.advance(500);
         let ticks: Vec<String> = plugin.take_logs().into_iter().map(|l| l.message).collect();
-        (messages(&exchange), ticks)
+        (exchange.outcome.messages(), ticks)
     };
     let (stream, ticks) = run("2");
     assert_eq!(
@@ -462,7 +470,9 @@ fn what_is_due_arrives_between_chunks() {
     let mut request = Request::new("POST", "/upload").header("transfer-encoding", "chunked");
     request.body_chunks = vec!["first ".into(), "second ".into()];
     let exchange = plugin.send(request).unwrap();
-    let order: Vec<String> = messages(&exchange)
+    let order: Vec<String> = exchange
+        .outcome
+        .messages()
         .into_iter()
         .filter(|m| m.starts_with("request_body: size") || m.starts_with("callout: answered"))
         .collect();
@@ -479,7 +489,9 @@ fn what_is_due_arrives_between_chunks() {
     let exchange = plugin
         .send(Request::new("POST", "/upload").body("whole"))
         .unwrap();
-    let order: Vec<String> = messages(&exchange)
+    let order: Vec<String> = exchange
+        .outcome
+        .messages()
         .into_iter()
         .filter(|m| m.starts_with("request_body: size") || m.starts_with("callout: answered"))
         .collect();
@@ -501,13 +513,11 @@ fn a_paused_response_body_buffers_until_the_filter_lets_it_through() {
             {"op": "pause_while_body_below", "buffer": "response", "size": 6}
         ]}),
     );
-    let upstream = UpstreamResponse {
-        headers: [("transfer-encoding", "chunked")].into_iter().collect(),
-        body_chunks: vec!["aaaa".into(), "bbbbbb".into()],
-        ..UpstreamResponse::default()
-    };
+    let upstream = chunked(&["aaaa", "bbbbbb"]);
     let exchange = plugin.send(Request::get("/").upstream(upstream)).unwrap();
-    let sizes: Vec<String> = messages(&exchange)
+    let sizes: Vec<String> = exchange
+        .outcome
+        .messages()
         .into_iter()
         .filter(|m| m.starts_with("response_body: size"))
         .collect();

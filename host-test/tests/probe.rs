@@ -17,15 +17,6 @@ fn plugin(config: serde_json::Value) -> Plugin {
         .unwrap()
 }
 
-fn messages(exchange: &warden_host_test::Exchange) -> Vec<String> {
-    exchange
-        .outcome
-        .logs
-        .iter()
-        .map(|line| line.message.clone())
-        .collect()
-}
-
 #[test]
 fn request_headers_carry_pseudo_headers_and_envoy_additions() {
     let mut plugin = plugin(serde_json::json!({
@@ -63,7 +54,7 @@ fn local_reply_stops_the_request_and_passes_the_response_side() {
         .assert_forwarded(false);
     assert_eq!(exchange.outcome.disposition, Disposition::LocalReply);
     assert_eq!(
-        messages(&exchange),
+        exchange.outcome.messages(),
         vec![
             "request_headers: end_of_stream = true",
             "request_headers: reply 403 = 0",
@@ -94,7 +85,7 @@ fn properties_use_envoy_names_and_encodings() {
     let exchange = plugin
         .send(Request::get("/p?q").header("x-a", "1"))
         .unwrap();
-    let logs = messages(&exchange);
+    let logs = exchange.outcome.messages();
     assert_eq!(
         logs[1..10],
         [
@@ -431,7 +422,7 @@ fn tls_connection_properties_come_from_the_request() {
         .send(Request::get("/").connection(connection))
         .unwrap();
     assert_eq!(
-        messages(&exchange)[1..6],
+        exchange.outcome.messages()[1..6],
         [
             "request_headers: property connection.mtls = true",
             "request_headers: property connection.tls_version = TLSv1.3",
@@ -517,7 +508,7 @@ fn xds_properties_come_from_the_profile() {
     );
     let exchange = plugin.send(Request::get("/")).unwrap();
     assert_eq!(
-        messages(&exchange)[1..],
+        exchange.outcome.messages()[1..],
         [
             "request_headers: property xds.node.id = edge-7",
             // One pair, `weight` = the double 2.0.
@@ -583,7 +574,7 @@ fn sizes_and_durations_follow_the_stream() {
     // bytes: `:status`, `content-length`, the service time) gain `date` and
     // `server` on the way out.
     assert_eq!(
-        messages(&exchange)[2..],
+        exchange.outcome.messages()[2..],
         [
             "callout: resume request = Ok(())",
             "response_headers: end_of_stream = true",
@@ -629,7 +620,7 @@ fn a_local_reply_is_sized_as_envoy_sends_it() {
     // at the end `date`, `server` and, for a client that closes,
     // `connection: close` too, and the two bytes of body.
     assert_eq!(
-        messages(&exchange)[2..],
+        exchange.outcome.messages()[2..],
         [
             "response_headers: end_of_stream = false",
             "response_headers: property request.path = /d",

@@ -5,8 +5,7 @@
 
 use warden_host_test::profile::{Profile, RouteTimeout};
 use warden_host_test::{
-    CalloutAnswer, Disposition, Engine, Exchange, Plugin, Request, UpstreamFailure,
-    UpstreamResponse, testing,
+    CalloutAnswer, Disposition, Engine, Plugin, Request, UpstreamFailure, UpstreamResponse, testing,
 };
 
 fn plugin(config: serde_json::Value) -> Plugin {
@@ -27,15 +26,6 @@ fn plugin(config: serde_json::Value) -> Plugin {
         .configuration(config.to_string())
         .start()
         .unwrap()
-}
-
-fn messages(exchange: &Exchange) -> Vec<String> {
-    exchange
-        .outcome
-        .logs
-        .iter()
-        .map(|line| line.message.clone())
-        .collect()
 }
 
 /// What the probe logs at `on_log` for the failure cases.
@@ -74,7 +64,7 @@ fn a_refused_connection_gets_the_routers_503_and_flag_uf() {
         .assert_forwarded(false);
     assert_eq!(exchange.outcome.disposition, Disposition::UpstreamFailed);
     assert_eq!(
-        messages(&exchange),
+        exchange.outcome.messages(),
         [
             "request_headers: end_of_stream = true".to_owned(),
             "response_headers: end_of_stream = false".to_owned(),
@@ -111,7 +101,7 @@ fn a_reset_before_the_response_gets_the_routers_503_and_flag_uc() {
         )
         .assert_details("upstream_reset_before_response_started{connection_termination}")
         .assert_forwarded(true);
-    let logs = messages(&exchange);
+    let logs = exchange.outcome.messages();
     assert_eq!(
         logs[logs.len() - 6..],
         [
@@ -182,7 +172,7 @@ fn a_reset_after_the_response_started_keeps_what_was_sent() {
         .assert_details("upstream_reset_after_response_started{protocol_error}");
     assert_eq!(exchange.outcome.disposition, Disposition::UpstreamFailed);
     assert_eq!(
-        messages(&exchange),
+        exchange.outcome.messages(),
         [
             "request_headers: end_of_stream = true",
             "response_headers: end_of_stream = false",
@@ -214,7 +204,7 @@ fn a_tick_due_while_the_upstream_answers_late_fires_first() {
     exchange.assert_status(200).assert_details("via_upstream");
     assert_eq!(exchange.outcome.disposition, Disposition::Forwarded);
     assert_eq!(
-        messages(&exchange),
+        exchange.outcome.messages(),
         [
             "request_headers: end_of_stream = true",
             "request_headers: tick_period 40 = Ok(())",
@@ -313,7 +303,7 @@ fn upstream_trailers_are_dropped_unless_the_cluster_keeps_them() {
         .assert_header("transfer-encoding", Some("chunked"));
     assert!(exchange.outcome.trailers.0.is_empty());
     assert_eq!(
-        messages(&exchange),
+        exchange.outcome.messages(),
         [
             "request_headers: end_of_stream = true",
             "response_headers: end_of_stream = false",
@@ -347,7 +337,7 @@ fn a_cluster_that_keeps_trailers_hands_them_to_the_filter() {
         .unwrap();
     // An HTTP/1.1 client without `enable_trailers` gets none.
     assert!(exchange.outcome.trailers.0.is_empty());
-    let logs = messages(&exchange);
+    let logs = exchange.outcome.messages();
     assert_eq!(
         logs[3..6],
         [
