@@ -3,7 +3,7 @@
 //! ABI 0.2.0 module. `tests/fidelity_lifecycle.rs` checks the same against
 //! Envoy.
 
-use warden_host_test::{Engine, Plugin, Request, UpstreamResponse, testing};
+use warden_host_test::{Engine, Exchange, Plugin, Request, UpstreamResponse, testing};
 
 fn probe(workers: usize, config: serde_json::Value) -> Plugin {
     let wasm = testing::build_filter("probe").unwrap();
@@ -18,6 +18,24 @@ fn probe(workers: usize, config: serde_json::Value) -> Plugin {
         .configuration(config.to_string())
         .start()
         .unwrap()
+}
+
+/// The messages of the exchange's log lines that start with one of
+/// `prefixes`, in order.
+fn starting_with(exchange: &Exchange, prefixes: &[&str]) -> Vec<String> {
+    exchange
+        .outcome
+        .messages()
+        .into_iter()
+        .filter(|m| prefixes.iter().any(|prefix| m.starts_with(prefix)))
+        .collect()
+}
+
+/// A POST to `/upload` whose body is sent chunked, one frame a chunk.
+fn upload(chunks: &[&str]) -> Request {
+    let mut request = Request::new("POST", "/upload").header("transfer-encoding", "chunked");
+    request.body_chunks = chunks.iter().map(|&chunk| chunk.to_owned()).collect();
+    request
 }
 
 /// An upstream answer sent chunked, one frame a chunk.
@@ -186,15 +204,9 @@ fn a_request_body_in_frames_reaches_the_filter_frame_by_frame() {
         1,
         serde_json::json!({"request_body": [{"op": "body", "buffer": "request"}]}),
     );
-    let mut request = Request::new("POST", "/upload").header("transfer-encoding", "chunked");
-    request.body_chunks = vec!["first ".into(), "second ".into(), "third".into()];
+    let request = upload(&["first ", "second ", "third"]);
     let exchange = plugin.send(request).unwrap();
-    let body: Vec<String> = exchange
-        .outcome
-        .messages()
-        .into_iter()
-        .filter(|m| m.starts_with("request_body"))
-        .collect();
+    let body = starting_with(&exchange, &["request_body"]);
     assert_eq!(
         body,
         [
@@ -220,15 +232,9 @@ fn a_paused_body_buffers_until_the_filter_lets_it_through() {
             {"op": "pause_while_body_below", "buffer": "request", "size": 18}
         ]}),
     );
-    let mut request = Request::new("POST", "/upload").header("transfer-encoding", "chunked");
-    request.body_chunks = vec!["first ".into(), "second ".into(), "third".into()];
+    let request = upload(&["first ", "second ", "third"]);
     let exchange = plugin.send(request).unwrap();
-    let sizes: Vec<String> = exchange
-        .outcome
-        .messages()
-        .into_iter()
-        .filter(|m| m.starts_with("request_body: size"))
-        .collect();
+    let sizes = starting_with(&exchange, &["request_body: size"]);
     assert_eq!(
         sizes,
         [
@@ -252,12 +258,7 @@ fn a_response_body_in_frames_reaches_the_filter_frame_by_frame() {
     );
     let upstream = chunked(&["{\"a\":", "1}"]);
     let exchange = plugin.send(Request::get("/").upstream(upstream)).unwrap();
-    let body: Vec<String> = exchange
-        .outcome
-        .messages()
-        .into_iter()
-        .filter(|m| m.starts_with("response_body"))
-        .collect();
+    let body = starting_with(&exchange, &["response_body"]);
     assert_eq!(
         body,
         [
@@ -386,15 +387,9 @@ fn behind_paused_headers_chunks_arrive_frame_by_frame_and_a_whole_body_in_one() 
             exchange.outcome.upstream.as_ref().unwrap().body,
             "first second third"
         );
-        exchange
-            .outcome
-            .messages()
-            .into_iter()
-            .filter(|m| m.starts_with("request_body: size"))
-            .collect::<Vec<_>>()
+        starting_with(&exchange, &["request_body: size"])
     };
-    let mut chunked = Request::new("POST", "/upload").header("transfer-encoding", "chunked");
-    chunked.body_chunks = vec!["first ".into(), "second ".into(), "third".into()];
+    let chunked = upload(&["first ", "second ", "third"]);
     assert_eq!(
         sizes(chunked),
         [
@@ -467,15 +462,9 @@ fn what_is_due_arrives_between_chunks() {
             trailers: vec![],
         },
     );
-    let mut request = Request::new("POST", "/upload").header("transfer-encoding", "chunked");
-    request.body_chunks = vec!["first ".into(), "second ".into()];
+    let request = upload(&["first ", "second "]);
     let exchange = plugin.send(request).unwrap();
-    let order: Vec<String> = exchange
-        .outcome
-        .messages()
-        .into_iter()
-        .filter(|m| m.starts_with("request_body: size") || m.starts_with("callout: answered"))
-        .collect();
+    let order = starting_with(&exchange, &["request_body: size", "callout: answered"]);
     assert_eq!(
         order,
         [
@@ -489,12 +478,7 @@ fn what_is_due_arrives_between_chunks() {
     let exchange = plugin
         .send(Request::new("POST", "/upload").body("whole"))
         .unwrap();
-    let order: Vec<String> = exchange
-        .outcome
-        .messages()
-        .into_iter()
-        .filter(|m| m.starts_with("request_body: size") || m.starts_with("callout: answered"))
-        .collect();
+    let order = starting_with(&exchange, &["request_body: size", "callout: answered"]);
     assert_eq!(
         order,
         [
@@ -515,12 +499,7 @@ fn a_paused_response_body_buffers_until_the_filter_lets_it_through() {
     );
     let upstream = chunked(&["aaaa", "bbbbbb"]);
     let exchange = plugin.send(Request::get("/").upstream(upstream)).unwrap();
-    let sizes: Vec<String> = exchange
-        .outcome
-        .messages()
-        .into_iter()
-        .filter(|m| m.starts_with("response_body: size"))
-        .collect();
+    let sizes = starting_with(&exchange, &["response_body: size"]);
     assert_eq!(
         sizes,
         [
