@@ -111,6 +111,18 @@ pub(crate) struct Network {
     pub(crate) upstream_address: Option<String>,
 }
 
+impl Network {
+    /// One direction's buffer (the upstream's with `upstream`, else the
+    /// client's) and whether it is live.
+    pub(crate) fn side(&mut self, upstream: bool) -> (&mut Vec<u8>, &mut bool) {
+        if upstream {
+            (&mut self.upstream, &mut self.upstream_live)
+        } else {
+            (&mut self.downstream, &mut self.downstream_live)
+        }
+    }
+}
+
 /// A local response the filter asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LocalReply {

@@ -637,14 +637,7 @@ impl Plugin {
             }
         } else if link.downstream_paused {
             link.downstream_paused = false;
-            let bytes = self
-                .network_stream(id)
-                .and_then(|stream| stream.network.as_mut())
-                .map(|network| {
-                    network.downstream_live = false;
-                    std::mem::take(&mut network.downstream)
-                })
-                .unwrap_or_default();
+            let bytes = self.drain(id, false);
             self.upstream_receives(id, link, bytes, link.downstream_end);
         }
     }
@@ -659,6 +652,37 @@ impl Plugin {
 
     fn network(&mut self, id: ConnectionId) -> Option<&mut Network> {
         self.network_stream(id)?.network.as_mut()
+    }
+
+    /// Hands `bytes` to the filter in one direction (the upstream's with
+    /// `upstream`): after what it paused on, or alone, and live; gives the
+    /// buffer's size, or `None` when the connection has no context.
+    fn fill(
+        &mut self,
+        id: ConnectionId,
+        upstream: bool,
+        paused: bool,
+        bytes: &[u8],
+    ) -> Option<usize> {
+        let (buffer, live) = self.network(id)?.side(upstream);
+        if !paused {
+            buffer.clear();
+        }
+        buffer.extend_from_slice(bytes);
+        *live = true;
+        Some(buffer.len())
+    }
+
+    /// Takes the bytes the filter let through in one direction; its buffer
+    /// is no longer live.
+    fn drain(&mut self, id: ConnectionId, upstream: bool) -> Vec<u8> {
+        self.network(id)
+            .map(|network| {
+                let (buffer, live) = network.side(upstream);
+                *live = false;
+                std::mem::take(buffer)
+            })
+            .unwrap_or_default()
     }
 
     /// Reads a callback's answer: a trap fails the connection, a close
@@ -710,17 +734,8 @@ impl Plugin {
             }
             return;
         }
-        let paused_before = link.downstream_paused;
-        let size = match self.network(id) {
-            Some(network) => {
-                if !paused_before {
-                    network.downstream.clear();
-                }
-                network.downstream.extend_from_slice(&bytes);
-                network.downstream_live = true;
-                network.downstream.len()
-            }
-            None => return,
+        let Some(size) = self.fill(id, false, link.downstream_paused, &bytes) else {
+            return;
         };
         let result = match self.vms.get_mut(id.worker) {
             Some(vm) => vm.downstream_data(id.context, size, end),
@@ -734,13 +749,7 @@ impl Plugin {
             }
             Answer::Continue => {
                 link.downstream_paused = false;
-                let passed = self
-                    .network(id)
-                    .map(|network| {
-                        network.downstream_live = false;
-                        std::mem::take(&mut network.downstream)
-                    })
-                    .unwrap_or_default();
+                let passed = self.drain(id, false);
                 self.upstream_receives(id, link, passed, end);
             }
         }
@@ -813,17 +822,8 @@ impl Plugin {
             }
             return;
         }
-        let paused_before = link.upstream_paused;
-        let size = match self.network(id) {
-            Some(network) => {
-                if !paused_before {
-                    network.upstream.clear();
-                }
-                network.upstream.extend_from_slice(&bytes);
-                network.upstream_live = true;
-                network.upstream.len()
-            }
-            None => return,
+        let Some(size) = self.fill(id, true, link.upstream_paused, &bytes) else {
+            return;
         };
         let result = match self.vms.get_mut(id.worker) {
             Some(vm) => vm.upstream_data(id.context, size, false),
@@ -834,13 +834,7 @@ impl Plugin {
             Answer::Pause => link.upstream_paused = true,
             Answer::Continue => {
                 link.upstream_paused = false;
-                let passed = self
-                    .network(id)
-                    .map(|network| {
-                        network.upstream_live = false;
-                        std::mem::take(&mut network.upstream)
-                    })
-                    .unwrap_or_default();
+                let passed = self.drain(id, true);
                 link.outcome.client_received.push_str(&text(&passed));
             }
         }
@@ -861,16 +855,8 @@ impl Plugin {
             }
             return;
         }
-        let size = match self.network(id) {
-            Some(network) => {
-                if !link.upstream_paused {
-                    network.upstream.clear();
-                }
-                network.upstream.extend_from_slice(&last);
-                network.upstream_live = true;
-                network.upstream.len()
-            }
-            None => return,
+        let Some(size) = self.fill(id, true, link.upstream_paused, &last) else {
+            return;
         };
         let result = match self.vms.get_mut(id.worker) {
             Some(vm) => vm.upstream_data(id.context, size, true),
@@ -881,13 +867,7 @@ impl Plugin {
             Answer::Pause => link.upstream_paused = true,
             Answer::Continue => {
                 link.upstream_paused = false;
-                let passed = self
-                    .network(id)
-                    .map(|network| {
-                        network.upstream_live = false;
-                        std::mem::take(&mut network.upstream)
-                    })
-                    .unwrap_or_default();
+                let passed = self.drain(id, true);
                 link.outcome.client_received.push_str(&text(&passed));
                 link.outcome.client_end = true;
             }
