@@ -22,8 +22,8 @@ mod common;
 mod faulty_upstream;
 
 use common::{
-    Differences, Named, echo_answer, echo_body, echoed_headers, local_address, stable_headers,
-    upstream_view,
+    Differences, Named, Reply, echo_answer, echo_body, echoed_headers, local_address,
+    stable_headers, upstream_view,
 };
 
 use serde::Deserialize;
@@ -103,10 +103,7 @@ fn tls_connection(client: &TlsClient, der: &[u8]) -> Connection {
 /// One side's outcome, reduced to what is compared.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Observed {
-    status: u16,
-    details: String,
-    headers: Vec<(String, String)>,
-    body: String,
+    reply: Reply,
     upstream_headers: Vec<(String, String)>,
     logs: Vec<String>,
     background: Vec<String>,
@@ -215,10 +212,12 @@ fn observe_harness(outcome: &Outcome, background: &[warden_host_test::LogLine]) 
         .collect();
     background.sort();
     Observed {
-        status: outcome.status.unwrap_or(0),
-        details: outcome.details.clone(),
-        headers,
-        body: mask(&outcome.body),
+        reply: Reply {
+            status: outcome.status.unwrap_or(0),
+            details: outcome.details.clone(),
+            headers,
+            body: mask(&outcome.body),
+        },
         upstream_headers: outcome
             .upstream
             .as_ref()
@@ -486,10 +485,12 @@ fn envoy(
         Vec::new()
     };
     let observed = Observed {
-        status: response.status,
-        details,
-        headers: stable_headers(&response.headers, &VOLATILE_HEADERS, mask),
-        body: mask(&String::from_utf8_lossy(&response.body)),
+        reply: Reply {
+            status: response.status,
+            details,
+            headers: stable_headers(&response.headers, &VOLATILE_HEADERS, mask),
+            body: mask(&String::from_utf8_lossy(&response.body)),
+        },
         upstream_headers,
         logs,
         background,
@@ -500,21 +501,10 @@ fn envoy(
 
 fn diff(harness: &Observed, envoy: &Observed) -> Vec<String> {
     let mut out = Differences::default();
-    out.field(
-        "status",
-        harness.status.to_string(),
-        envoy.status.to_string(),
-    );
-    out.field("details", harness.details.clone(), envoy.details.clone());
-    out.field(
-        "headers",
-        format!("{:?}", harness.headers),
-        format!("{:?}", envoy.headers),
-    );
-    out.field("body", harness.body.clone(), envoy.body.clone());
+    out.reply(&harness.reply, &envoy.reply);
     // Envoy's side sees the upstream's view only through the echo
     // upstream's answer, which a later failure or local reply replaces.
-    if envoy.details == "via_upstream" {
+    if envoy.reply.details == "via_upstream" {
         out.field(
             "upstream headers",
             format!("{:?}", harness.upstream_headers),

@@ -20,7 +20,7 @@ use std::time::Duration;
 #[path = "fidelity/common.rs"]
 mod common;
 
-use common::{Differences, Named, stable_headers};
+use common::{Differences, Named, Reply, stable_headers};
 use serde::Deserialize;
 use warden_host_test::envoy::{Envoy, Options, workspace_root};
 use warden_host_test::{
@@ -55,10 +55,7 @@ impl Named for Scenario {
 /// One side's outcome, reduced to what is compared.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Observed {
-    status: u16,
-    details: String,
-    headers: Vec<(String, String)>,
-    body: String,
+    reply: Reply,
     logs: Vec<String>,
 }
 
@@ -139,10 +136,12 @@ fn harness(filter: &Filter, scenario: &Scenario) -> Observed {
     let background = plugin.take_logs();
     let outcome = exchange.outcome;
     Observed {
-        status: outcome.status.unwrap_or(0),
-        details: outcome.details,
-        headers: stable_headers(&outcome.headers.0, &VOLATILE_HEADERS, str::to_owned),
-        body: outcome.body,
+        reply: Reply {
+            status: outcome.status.unwrap_or(0),
+            details: outcome.details,
+            headers: stable_headers(&outcome.headers.0, &VOLATILE_HEADERS, str::to_owned),
+            body: outcome.body,
+        },
         logs: outcome
             .logs
             .iter()
@@ -186,28 +185,19 @@ fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
         }
     }
     Observed {
-        status: response.status,
-        details,
-        headers: stable_headers(&response.headers, &VOLATILE_HEADERS, str::to_owned),
-        body: String::from_utf8_lossy(&response.body).into_owned(),
+        reply: Reply {
+            status: response.status,
+            details,
+            headers: stable_headers(&response.headers, &VOLATILE_HEADERS, str::to_owned),
+            body: String::from_utf8_lossy(&response.body).into_owned(),
+        },
         logs,
     }
 }
 
 fn diff(harness: &Observed, envoy: &Observed) -> Vec<String> {
     let mut out = Differences::default();
-    out.field(
-        "status",
-        harness.status.to_string(),
-        envoy.status.to_string(),
-    );
-    out.field("details", harness.details.clone(), envoy.details.clone());
-    out.field(
-        "headers",
-        format!("{:?}", harness.headers),
-        format!("{:?}", envoy.headers),
-    );
-    out.field("body", harness.body.clone(), envoy.body.clone());
+    out.reply(&harness.reply, &envoy.reply);
     out.log_lines(&harness.logs, &envoy.logs);
     out.0
 }

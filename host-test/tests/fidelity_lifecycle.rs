@@ -20,8 +20,8 @@ use std::time::Duration;
 mod common;
 
 use common::{
-    Differences, Named, echo_answer, echo_body, echoed_headers, local_address, stable_headers,
-    upstream_view,
+    Differences, Named, Reply, echo_answer, echo_body, echoed_headers, local_address,
+    stable_headers, upstream_view,
 };
 use serde::Deserialize;
 use warden_host_test::envoy::{Envoy, Options};
@@ -65,10 +65,7 @@ const GAP: Duration = Duration::from_millis(150);
 /// One side's outcome, reduced to what is compared.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Observed {
-    status: u16,
-    details: String,
-    headers: Vec<(String, String)>,
-    body: String,
+    reply: Reply,
     upstream_headers: Vec<(String, String)>,
     logs: Vec<String>,
     root: Vec<String>,
@@ -154,10 +151,12 @@ fn observe_harness(outcome: &Outcome, root: &[LogLine]) -> Observed {
         .collect();
     root.sort();
     Observed {
-        status: outcome.status.unwrap_or(0),
-        details: outcome.details.clone(),
-        headers: stable_headers(&outcome.headers.0, &VOLATILE_HEADERS, mask),
-        body: mask(&outcome.body),
+        reply: Reply {
+            status: outcome.status.unwrap_or(0),
+            details: outcome.details.clone(),
+            headers: stable_headers(&outcome.headers.0, &VOLATILE_HEADERS, mask),
+            body: mask(&outcome.body),
+        },
         upstream_headers: outcome
             .upstream
             .as_ref()
@@ -271,10 +270,12 @@ fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
         Vec::new()
     };
     Observed {
-        status: response.status,
-        details,
-        headers: stable_headers(&response.headers, &VOLATILE_HEADERS, mask),
-        body: mask(&String::from_utf8_lossy(&response.body)),
+        reply: Reply {
+            status: response.status,
+            details,
+            headers: stable_headers(&response.headers, &VOLATILE_HEADERS, mask),
+            body: mask(&String::from_utf8_lossy(&response.body)),
+        },
         upstream_headers,
         logs,
         root,
@@ -283,19 +284,8 @@ fn envoy(wasm: &Path, template: &Path, scenario: &Scenario) -> Observed {
 
 fn diff(harness: &Observed, envoy: &Observed) -> Vec<String> {
     let mut out = Differences::default();
-    out.field(
-        "status",
-        harness.status.to_string(),
-        envoy.status.to_string(),
-    );
-    out.field("details", harness.details.clone(), envoy.details.clone());
-    out.field(
-        "headers",
-        format!("{:?}", harness.headers),
-        format!("{:?}", envoy.headers),
-    );
-    out.field("body", harness.body.clone(), envoy.body.clone());
-    if envoy.details == "via_upstream" {
+    out.reply(&harness.reply, &envoy.reply);
+    if envoy.reply.details == "via_upstream" {
         out.field(
             "upstream headers",
             format!("{:?}", harness.upstream_headers),

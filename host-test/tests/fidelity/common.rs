@@ -89,6 +89,16 @@ pub fn report(noun: &str, results: &BTreeMap<String, Vec<String>>) {
     );
 }
 
+/// What the client received, which every HTTP corpus compares first.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    /// Envoy's response code details.
+    pub details: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
 /// The fields on which the harness and Envoy differ, one entry each, as
 /// `report` prints them.
 #[derive(Debug, Default)]
@@ -102,6 +112,23 @@ impl Differences {
                 "  {name}:\n    harness: {harness}\n    envoy:   {envoy}"
             ));
         }
+    }
+
+    /// Compares what the client received: status, response code details,
+    /// headers and body.
+    pub fn reply(&mut self, harness: &Reply, envoy: &Reply) {
+        self.field(
+            "status",
+            harness.status.to_string(),
+            envoy.status.to_string(),
+        );
+        self.field("details", harness.details.clone(), envoy.details.clone());
+        self.field(
+            "headers",
+            format!("{:?}", harness.headers),
+            format!("{:?}", envoy.headers),
+        );
+        self.field("body", harness.body.clone(), envoy.body.clone());
     }
 
     /// Compares log lines one by one, a missing line as `<none>`.
